@@ -1,0 +1,352 @@
+"""MaskedAutoencoderViT on timm blocks, with the official module names and the seed's methods."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+
+import torch
+import torch.nn as nn
+from timm.layers import PatchEmbed
+from timm.models.vision_transformer import Block
+
+from .masking import apply_mask, block_bbox_mask, block_mask, combined_mask, make_mask, random_mask
+from .norm import Normalization
+from .patches import grid_size, patchify, to_2tuple, unpatchify
+from .pos_embed import get_2d_sincos_pos_embed
+
+LOSSES = ("mse", "l1+l2")
+
+
+@dataclass(frozen=True)
+class MAEConfig:
+    """Architecture (and pixel normalisation) of a :class:`MaskedAutoencoderViT`."""
+
+    img_size: tuple[int, int] = (224, 224)
+    patch_size: int = 16
+    in_chans: int = 3
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    decoder_embed_dim: int = 512
+    decoder_depth: int = 8
+    decoder_num_heads: int = 16
+    mlp_ratio: float = 4.0
+    norm_pix_loss: bool = False
+    num_new_blocks: int = 0
+    loss: str = "mse"
+    normalization: Normalization = field(default_factory=Normalization.imagenet)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "img_size", to_2tuple(self.img_size, "img_size"))
+        if isinstance(self.normalization, dict):
+            object.__setattr__(self, "normalization", Normalization.from_dict(self.normalization))
+        grid_size(self.img_size, self.patch_size)
+        for name in ("embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.embed_dim % self.num_heads or self.decoder_embed_dim % self.decoder_num_heads:
+            raise ValueError("embed_dim / decoder_embed_dim must be divisible by num_heads / decoder_num_heads")
+        if self.num_new_blocks < 0:
+            raise ValueError(f"num_new_blocks must be >= 0, got {self.num_new_blocks}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["img_size"] = list(self.img_size)
+        d["normalization"] = self.normalization.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MAEConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def replace(self, **changes) -> MAEConfig:
+        return replace(self, **changes)
+
+
+_ARCH = dict(
+    tiny=dict(embed_dim=192, depth=12, num_heads=3, decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4),
+    small=dict(embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8),
+    base=dict(embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
+    large=dict(embed_dim=1024, depth=24, num_heads=16, decoder_embed_dim=512, decoder_depth=8,
+               decoder_num_heads=16),
+    huge=dict(embed_dim=1280, depth=32, num_heads=16, decoder_embed_dim=512, decoder_depth=8,
+              decoder_num_heads=16),
+)
+
+
+class MaskedAutoencoderViT(nn.Module):
+    """Masked Autoencoder with a Vision Transformer backbone (He et al., 2022).
+
+    Encoder: ``patch_embed`` → + ``pos_embed`` → masking → ``cls_token`` → ``blocks`` (pretrained) →
+    ``new_blocks`` (trainable additions) → ``norm``. Decoder: ``decoder_embed`` → ``mask_token`` fill and
+    unshuffle → + ``decoder_pos_embed`` → ``decoder_blocks`` → ``decoder_norm`` → ``decoder_pred``.
+    Inputs are images normalised with ``self.config.normalization``.
+    """
+
+    def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int = 16, in_chans: int = 3,
+                 embed_dim: int = 1024, depth: int = 24, num_heads: int = 16, decoder_embed_dim: int = 512,
+                 decoder_depth: int = 8, decoder_num_heads: int = 16, mlp_ratio: float = 4.0,
+                 norm_layer: type[nn.Module] | None = None, norm_pix_loss: bool = False, num_new_blocks: int = 0,
+                 loss: str = "mse", normalization: Normalization | None = None) -> None:
+        super().__init__()
+        cfg = MAEConfig(img_size, patch_size, in_chans, embed_dim, depth, num_heads, decoder_embed_dim,
+                        decoder_depth, decoder_num_heads, mlp_ratio, norm_pix_loss, num_new_blocks, loss,
+                        normalization or Normalization.imagenet())
+        self.config = cfg
+        norm_layer = norm_layer or partial(nn.LayerNorm, eps=1e-6)
+        self.patch_size, self.in_chans, self.norm_pix_loss = patch_size, in_chans, norm_pix_loss
+        self.grid_size = grid_size(cfg.img_size, patch_size)
+        num_patches = self.grid_size[0] * self.grid_size[1]
+        block = partial(Block, mlp_ratio=mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
+
+        self.patch_embed = PatchEmbed(cfg.img_size, patch_size, in_chans, embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim), requires_grad=False)
+        self.blocks = nn.ModuleList([block(embed_dim, num_heads) for _ in range(depth)])
+        self.new_blocks = nn.ModuleList([block(embed_dim, num_heads) for _ in range(num_new_blocks)])
+        self.norm = norm_layer(embed_dim)
+
+        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim, bias=True)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, decoder_embed_dim),
+                                              requires_grad=False)
+        self.decoder_blocks = nn.ModuleList([block(decoder_embed_dim, decoder_num_heads)
+                                             for _ in range(decoder_depth)])
+        self.decoder_norm = norm_layer(decoder_embed_dim)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * in_chans, bias=True)
+        self.initialize_weights()
+
+    @classmethod
+    def from_config(cls, config: MAEConfig) -> MaskedAutoencoderViT:
+        d = {k: getattr(config, k) for k in config.__dataclass_fields__}
+        return cls(**d)
+
+    # --- initialisation -------------------------------------------------------------------------------
+    def initialize_weights(self) -> None:
+        """Fixed 2-D sin-cos position embeddings; xavier-uniform linears; N(0, 0.02) tokens (official)."""
+        pe = get_2d_sincos_pos_embed(self.pos_embed.shape[-1], self.grid_size, cls_token=True)
+        self.pos_embed.data.copy_(torch.from_numpy(pe).float().unsqueeze(0))
+        dpe = get_2d_sincos_pos_embed(self.decoder_pos_embed.shape[-1], self.grid_size, cls_token=True)
+        self.decoder_pos_embed.data.copy_(torch.from_numpy(dpe).float().unsqueeze(0))
+        w = self.patch_embed.proj.weight.data
+        nn.init.xavier_uniform_(w.view([w.shape[0], -1]))
+        nn.init.normal_(self.cls_token, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.constant_(m.bias, 0)
+            nn.init.constant_(m.weight, 1.0)
+
+    def freeze_pretrained_weights(self) -> int:
+        """Freeze ``patch_embed``, ``cls_token``, ``pos_embed`` and ``blocks``; the new blocks, ``norm``
+        and the decoder stay trainable. Returns: the number of frozen parameters (elements)."""
+        frozen = 0
+        for name, p in self.named_parameters():
+            if name.startswith(("patch_embed.", "cls_token", "pos_embed", "blocks.")):
+                p.requires_grad_(False)
+                frozen += p.numel()
+        return frozen
+
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token", "mask_token", "decoder_pos_embed"}
+
+    def group_matcher(self, coarse: bool = False):
+        """Layer ids for timm's layer-wise lr decay: stem 0, ``blocks.i`` i+1, ``new_blocks.j`` depth+j+1,
+        everything after (norm, decoder) the last layer."""
+        depth, extra = len(self.blocks), len(self.new_blocks)
+
+        def layer_id(name: str) -> int:
+            if name.startswith(("cls_token", "pos_embed", "patch_embed")):
+                return 0
+            if name.startswith("blocks."):
+                return int(name.split(".")[1]) + 1
+            if name.startswith("new_blocks."):
+                return depth + int(name.split(".")[1]) + 1
+            return depth + extra + 1
+
+        return layer_id
+
+    # --- patches and masking --------------------------------------------------------------------------
+    def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
+        """Args: imgs `(N, C, H, W)`. Returns: `(N, L, p*p*C)`."""
+        return patchify(imgs, self.patch_size)
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x `(N, L, p*p*C)`. Returns: `(N, C, H, W)`."""
+        return unpatchify(x, self.patch_size, self.grid_size, self.in_chans)
+
+    def _masked(self, x: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor | None):
+        x_masked, _, ids_restore = apply_mask(x, mask, noise)
+        return x_masked, mask.to(x.dtype), ids_restore
+
+    def random_masking(self, x: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None,
+                       generator: torch.Generator | None = None):
+        """Official random masking. Args: x `(N, L, D)`. Returns: x_masked `(N, K, D)`, mask `(N, L)` (1 =
+        masked), ids_restore `(N, L)`."""
+        mask, noise = random_mask(x.shape[0], self.grid_size, mask_ratio, noise=noise, generator=generator,
+                                  device=x.device)
+        return self._masked(x, mask, noise)
+
+    def block_masking(self, x: torch.Tensor, block_ratio: float = 0.5, flipped: bool = False,
+                      random_offset: bool = False, generator: torch.Generator | None = None):
+        """Row-band masking (see :func:`maelib.masking.block_mask`). Returns as :meth:`random_masking`."""
+        mask = block_mask(x.shape[0], self.grid_size, block_ratio, flipped=flipped, random_offset=random_offset,
+                          generator=generator, device=x.device)
+        return self._masked(x, mask, None)
+
+    def combined_masking(self, x: torch.Tensor, block_ratio: float = 0.3, random_ratio: float = 0.45,
+                         flipped: bool = False, random_offset: bool = False,
+                         horizontal_random_offset: bool = False, generator: torch.Generator | None = None):
+        """Block + random masking (see :func:`maelib.masking.combined_mask`). Returns as
+        :meth:`random_masking`."""
+        mask, noise = combined_mask(x.shape[0], self.grid_size, block_ratio, random_ratio, flipped=flipped,
+                                    random_offset=random_offset,
+                                    horizontal_random_offset=horizontal_random_offset,
+                                    generator=generator, device=x.device)
+        return self._masked(x, mask, noise)
+
+    def block_bbox_masking(self, x: torch.Tensor, block_ratio: float = 0.3, flipped: bool = False,
+                           random_offset: bool = False, horizontal_random_offset: bool = False,
+                           generator: torch.Generator | None = None):
+        """Square-block masking (see :func:`maelib.masking.block_bbox_mask`)."""
+        mask = block_bbox_mask(x.shape[0], self.grid_size, block_ratio, flipped=flipped,
+                               random_offset=random_offset, horizontal_random_offset=horizontal_random_offset,
+                               generator=generator, device=x.device)
+        return self._masked(x, mask, None)
+
+    # --- forward --------------------------------------------------------------------------------------
+    def _check_imgs(self, imgs: torch.Tensor) -> None:
+        if not isinstance(imgs, torch.Tensor):
+            raise TypeError(f"imgs must be a torch.Tensor, got {type(imgs).__name__}")
+        expected = (self.in_chans, *self.config.img_size)
+        if imgs.ndim != 4 or tuple(imgs.shape[1:]) != expected:
+            raise ValueError(f"imgs must have shape (N, {', '.join(map(str, expected))}), got {tuple(imgs.shape)}")
+        if not imgs.is_cuda and not torch.isfinite(imgs).all():
+            raise ValueError("imgs contain NaN or infinite values")
+
+    def _encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls, x], dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        for blk in self.new_blocks:
+            x = blk(x)
+        return self.norm(x)
+
+    def forward_encoder_dynamic(self, imgs: torch.Tensor, mask_mode: str = "random", **mask_options):
+        """Encode the visible patches under any masking strategy.
+
+        Args:
+            imgs: `(N, C, H, W)` normalised.
+            mask_mode: one of ``maelib.masking.MASK_MODES``; ``mask=`` (N, L) selects ``"given"``.
+            mask_options: ``mask_ratio``, ``block_ratio``, ``random_ratio``, ``flipped``, ``random_offset``,
+                ``horizontal_random_offset``, ``noise``, ``generator``, ``mask``.
+        Returns:
+            latent `(N, 1+K, D)`, mask `(N, L)` float (1 = masked), ids_restore `(N, L)`.
+        """
+        self._check_imgs(imgs)
+        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
+        mask, noise = make_mask(mask_mode, x.shape[0], self.grid_size, device=x.device, **mask_options)
+        x, mask, ids_restore = self._masked(x, mask, noise)
+        return self._encode_tokens(x), mask, ids_restore
+
+    def forward_encoder(self, imgs: torch.Tensor, mask_ratio: float = 0.75, **kw):
+        """Official signature: random masking. Returns as :meth:`forward_encoder_dynamic`."""
+        return self.forward_encoder_dynamic(imgs, "random", mask_ratio=mask_ratio, **kw)
+
+    def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
+        """Encode the whole image, no masking, tokens in patch order. Returns: `(N, 1+L, D)`."""
+        self._check_imgs(imgs)
+        return self._encode_tokens(self.patch_embed(imgs) + self.pos_embed[:, 1:])
+
+    def forward_decoder(self, x: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """Args: x `(N, 1+K, D)` latent, ids_restore `(N, L)`. Returns: pred `(N, L, p*p*C)`."""
+        x = self.decoder_embed(x)
+        n, length = ids_restore.shape
+        mask_tokens = self.mask_token.expand(n, length + 1 - x.shape[1], -1)
+        x_ = torch.cat([x[:, 1:], mask_tokens], dim=1)
+        x_ = x_.gather(1, ids_restore[:, :, None].expand(-1, -1, x.shape[2]))
+        x = torch.cat([x[:, :1], x_], dim=1) + self.decoder_pos_embed
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        return self.decoder_pred(self.decoder_norm(x))[:, 1:]
+
+    def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Loss on masked patches only (0 when nothing is masked).
+
+        Args: imgs `(N, C, H, W)`, pred `(N, L, p*p*C)`, mask `(N, L)` (1 = masked). Returns: scalar.
+        """
+        target = self.patchify(imgs)
+        if self.norm_pix_loss:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + 1.0e-6) ** 0.5
+        diff = pred.float() - target.float()
+        per_patch = diff.pow(2).mean(dim=-1)
+        if self.config.loss == "l1+l2":
+            per_patch = per_patch + diff.abs().mean(dim=-1)
+        mask = mask.to(per_patch.dtype)
+        return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
+
+    def forward(self, imgs: torch.Tensor, mask_ratio: float = 0.75, mask_mode: str = "random", **mask_options):
+        """Encode, decode, loss. ``model(imgs, mask_mode='block', block_ratio=0.5)`` etc.
+
+        Args: imgs `(N, C, H, W)` normalised. Returns: loss (scalar), pred `(N, L, p*p*C)`, mask `(N, L)`.
+        """
+        if mask_mode == "random":
+            mask_options["mask_ratio"] = mask_ratio
+        latent, mask, ids_restore = self.forward_encoder_dynamic(imgs, mask_mode, **mask_options)
+        pred = self.forward_decoder(latent, ids_restore)
+        return self.forward_loss(imgs, pred, mask), pred, mask
+
+
+def _factory(arch: str, default_patch: int, **kwargs) -> MaskedAutoencoderViT:
+    return MaskedAutoencoderViT(**{"patch_size": default_patch, **_ARCH[arch], **kwargs})
+
+
+def mae_vit_tiny_patch16(**kwargs) -> MaskedAutoencoderViT:
+    return _factory("tiny", 16, **kwargs)
+
+
+def mae_vit_tiny_patch8(**kwargs) -> MaskedAutoencoderViT:
+    return _factory("tiny", 8, **kwargs)
+
+
+def mae_vit_small_patch16(**kwargs) -> MaskedAutoencoderViT:
+    return _factory("small", 16, **kwargs)
+
+
+def mae_vit_base_patch16(**kwargs) -> MaskedAutoencoderViT:
+    return _factory("base", 16, **kwargs)
+
+
+def mae_vit_large_patch16(**kwargs) -> MaskedAutoencoderViT:
+    return _factory("large", 16, **kwargs)
+
+
+def mae_vit_huge_patch14(**kwargs) -> MaskedAutoencoderViT:
+    return _factory("huge", 14, **kwargs)
+
+
+MODELS = {f.__name__: f for f in (mae_vit_tiny_patch16, mae_vit_tiny_patch8, mae_vit_small_patch16,
+                                  mae_vit_base_patch16, mae_vit_large_patch16, mae_vit_huge_patch14)}
+
+
+def create_model(name: str, **kwargs) -> MaskedAutoencoderViT:
+    """Build a model by factory name (``MODELS``). Raises ValueError listing the names."""
+    if name not in MODELS:
+        raise ValueError(f"model name must be one of {sorted(MODELS)}, got {name!r}")
+    return MODELS[name](**kwargs)
+
+

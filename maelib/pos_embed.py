@@ -1,0 +1,70 @@
+"""Fixed 2-D sin-cos position embeddings (non-square grids) and their interpolation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .patches import Size2, to_2tuple
+
+
+def get_1d_sincos_pos_embed_from_grid(embed_dim: int, pos: np.ndarray) -> np.ndarray:
+    """Args: embed_dim D (even), pos `(M,)`. Returns: `(M, D)` as [sin | cos]."""
+    if embed_dim % 2:
+        raise ValueError(f"embed_dim must be even, got {embed_dim}")
+    omega = np.arange(embed_dim // 2, dtype=np.float64) / (embed_dim / 2.0)
+    omega = 1.0 / 10000**omega
+    out = np.einsum("m,d->md", pos.reshape(-1).astype(np.float64), omega)
+    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+
+def get_2d_sincos_pos_embed(embed_dim: int, grid_size: int | Size2, cls_token: bool = False) -> np.ndarray:
+    """2-D sin-cos table as in the official MAE code, for a (gh, gw) grid.
+
+    Args:
+        embed_dim: D, divisible by 4.
+        grid_size: gh or (gh, gw).
+        cls_token: prepend a zero row for the class token.
+    Returns:
+        `(gh*gw [+1], D)`; first half of D encodes the column (w), second half the row (h).
+    """
+    if embed_dim % 4:
+        raise ValueError(f"embed_dim must be divisible by 4, got {embed_dim}")
+    gh, gw = to_2tuple(grid_size, "grid_size")
+    grid_w, grid_h = np.meshgrid(np.arange(gw, dtype=np.float32), np.arange(gh, dtype=np.float32))
+    emb_w = get_1d_sincos_pos_embed_from_grid(embed_dim // 2, grid_w)
+    emb_h = get_1d_sincos_pos_embed_from_grid(embed_dim // 2, grid_h)
+    emb = np.concatenate([emb_w, emb_h], axis=1)
+    if cls_token:
+        emb = np.concatenate([np.zeros([1, embed_dim]), emb], axis=0)
+    return emb
+
+
+def interpolate_pos_embed(
+    pos_embed: torch.Tensor, old_grid: Size2, new_grid: Size2, num_prefix_tokens: int = 1
+) -> torch.Tensor:
+    """Resize a learned/fixed position table to another grid (bicubic, non-square aware).
+
+    Args:
+        pos_embed: `(1, P + gh*gw, D)` with P prefix (cls) tokens.
+        old_grid: `(gh, gw)` of ``pos_embed``.
+        new_grid: target `(gh', gw')`.
+        num_prefix_tokens: P.
+    Returns:
+        `(1, P + gh'*gw', D)`.
+    """
+    old_grid, new_grid = to_2tuple(old_grid, "old_grid"), to_2tuple(new_grid, "new_grid")
+    if pos_embed.ndim != 3 or pos_embed.shape[1] != num_prefix_tokens + old_grid[0] * old_grid[1]:
+        raise ValueError(
+            f"pos_embed of shape {tuple(pos_embed.shape)} does not match old_grid {old_grid} "
+            f"with {num_prefix_tokens} prefix tokens"
+        )
+    if old_grid == new_grid:
+        return pos_embed
+    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    d = grid.shape[-1]
+    grid = grid.reshape(1, old_grid[0], old_grid[1], d).permute(0, 3, 1, 2).float()
+    grid = F.interpolate(grid, size=new_grid, mode="bicubic", align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], d).to(pos_embed.dtype)
+    return torch.cat([prefix, grid], dim=1)
