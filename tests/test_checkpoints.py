@@ -1,0 +1,300 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import maelib
+from maelib import checkpoints as ck
+from maelib.checkpoints import (
+    OFFICIAL_CHECKPOINTS,
+    PRETRAINED,
+    list_pretrained,
+    load_model,
+    load_official_checkpoint,
+    load_pretrained,
+    official_layout,
+    save_pretrained,
+    validate_official_state_dict,
+)
+from maelib.model import MODELS, create_model, mae_vit_tiny_patch8
+from maelib.pos_embed import interpolate_pos_embed
+
+BLOCK_KEYS = ["norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
+              "attn.proj.bias", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",
+              "mlp.fc2.weight", "mlp.fc2.bias"]
+
+
+def tiny(seed: int = 0, **kw) -> maelib.MaskedAutoencoderViT:
+    torch.manual_seed(seed)
+    return mae_vit_tiny_patch8(**{"img_size": 32, "depth": 2, "decoder_depth": 1, **kw})
+
+
+def outputs(model, seed: int = 0, img_size=(32, 32)):
+    g = torch.Generator().manual_seed(seed)
+    imgs = torch.randn(2, 3, *img_size, generator=g)
+    noise = torch.rand(2, model.grid_size[0] * model.grid_size[1], generator=g)
+    model.eval()
+    with torch.no_grad():
+        return model(imgs, noise=noise)
+
+
+def encoder_only(sd: dict) -> dict:
+    return {k: v for k, v in sd.items() if ck.part_of(k) == "encoder"}
+
+
+def test_our_names_are_the_official_layout():
+    model = tiny()
+    layout = official_layout(model.config)
+    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert got == layout
+    official_names = {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias",
+                      "norm.weight", "norm.bias", "mask_token", "decoder_pos_embed", "decoder_embed.weight",
+                      "decoder_embed.bias", "decoder_norm.weight", "decoder_norm.bias", "decoder_pred.weight",
+                      "decoder_pred.bias"}
+    official_names |= {f"blocks.{i}.{k}" for i in range(2) for k in BLOCK_KEYS}
+    official_names |= {f"decoder_blocks.0.{k}" for k in BLOCK_KEYS}
+    assert set(got) == official_names
+
+
+@pytest.mark.parametrize("as_file", [False, True])
+def test_official_layout_loads_strictly_and_reproduces_outputs(tmp_path, as_file):
+    src, dst = tiny(0), tiny(1)
+    sd = src.state_dict()
+    if as_file:
+        path = tmp_path / "mae_visualize_tiny.pth"
+        torch.save({"model": sd}, path)
+        report = load_official_checkpoint(dst, path)
+        assert report.source == str(path)
+    else:
+        report = load_official_checkpoint(dst, sd)
+    assert report.ok, str(report)
+    assert report.not_in_checkpoint == [] and report.interpolated == {}
+    assert sum(len(v) for v in report.loaded.values()) == len(sd)
+    for a, b in zip(outputs(src), outputs(dst)):
+        assert torch.equal(a, b)
+
+
+def test_pretrain_file_without_decoder(tmp_path):
+    src, dst = tiny(0), tiny(1)
+    decoder_before = {k: v.clone() for k, v in dst.state_dict().items() if ck.part_of(k) == "decoder"}
+    path = tmp_path / "mae_pretrain_tiny.pth"
+    torch.save({"model": encoder_only(src.state_dict())}, path)
+    report = load_official_checkpoint(dst, path)
+    assert report.ok and report.not_in_checkpoint == ["decoder"]
+    assert "decoder: not in checkpoint, kept initialised" in str(report)
+    for k, v in dst.state_dict().items():
+        expected = decoder_before[k] if k in decoder_before else src.state_dict()[k]
+        assert torch.equal(v, expected), k
+
+
+def test_new_blocks_reported_as_initialised():
+    dst = tiny(1, num_new_blocks=2)
+    before = {k: v.clone() for k, v in dst.new_blocks.state_dict().items()}
+    report = load_official_checkpoint(dst, tiny(0).state_dict())
+    assert report.ok and report.not_in_checkpoint == ["new_blocks"]
+    assert "new_blocks: not in checkpoint, kept initialised" in str(report)
+    assert all(torch.equal(v, before[k]) for k, v in dst.new_blocks.state_dict().items())
+
+
+def test_interpolation_to_non_square_grid():
+    src, dst = tiny(0), tiny(1, img_size=(32, 48))
+    report = load_official_checkpoint(dst, src.state_dict())
+    assert report.ok
+    assert report.interpolated == {"pos_embed": ((4, 4), (4, 6)), "decoder_pos_embed": ((4, 4), (4, 6))}
+    assert "interpolated (4, 4) -> (4, 6)" in str(report)
+    assert torch.equal(dst.pos_embed, interpolate_pos_embed(src.pos_embed, (4, 4), (4, 6)))
+    assert torch.equal(dst.decoder_pos_embed, interpolate_pos_embed(src.decoder_pos_embed, (4, 4), (4, 6)))
+    assert torch.equal(dst.blocks[1].mlp.fc2.weight, src.blocks[1].mlp.fc2.weight)
+    outputs(dst, img_size=(32, 48))
+
+
+def test_non_square_source_grid_needs_source_grid():
+    src, dst = tiny(0, img_size=(32, 48)), tiny(1, img_size=(48, 48))
+    with pytest.raises(ValueError, match="source_grid"):
+        load_official_checkpoint(dst, src.state_dict())
+    report = load_official_checkpoint(dst, src.state_dict(), source_grid=(4, 6))
+    assert report.interpolated["pos_embed"] == ((4, 6), (6, 6))
+    assert torch.equal(dst.pos_embed, interpolate_pos_embed(src.pos_embed, (4, 6), (6, 6)))
+
+
+def test_interpolate_false_refuses_other_grid():
+    with pytest.raises(ValueError, match=r"pos_embed.*\(1, 17, 192\).*\(1, 26, 192\)"):
+        load_official_checkpoint(tiny(1, img_size=40), tiny(0).state_dict(), interpolate=False)
+
+
+def test_other_architecture_is_a_clear_error():
+    other = tiny(0, embed_dim=96, num_heads=3)
+    dst = tiny(1)
+    before = {k: v.clone() for k, v in dst.state_dict().items()}
+    expected = r"blocks\.0\.attn\.qkv\.weight: checkpoint \(288, 96\) vs model \(576, 192\)"
+    with pytest.raises(ValueError, match=expected):
+        load_official_checkpoint(dst, other.state_dict())
+    assert all(torch.equal(v, before[k]) for k, v in dst.state_dict().items())
+
+
+def test_non_strict_decoder_mismatch_is_reported():
+    src, dst = tiny(0, decoder_embed_dim=64, decoder_num_heads=4), tiny(1)
+    with pytest.raises(ValueError, match="decoder_embed.weight"):
+        load_official_checkpoint(dst, src.state_dict())
+    report = load_official_checkpoint(dst, src.state_dict(), strict_parts=("encoder",))
+    assert not report.ok and report.mismatched["decoder"]
+    assert "shape mismatch, kept initialised" in str(report)
+    assert torch.equal(dst.blocks[0].attn.qkv.weight, src.blocks[0].attn.qkv.weight)
+
+
+def test_partial_part_and_unexpected_keys():
+    sd = tiny(0).state_dict()
+    del sd["decoder_norm.bias"]
+    with pytest.raises(ValueError, match="decoder_norm.bias: missing"):
+        load_official_checkpoint(tiny(1), sd)
+    report = load_official_checkpoint(tiny(1), sd, strict_parts=("encoder",))
+    assert not report.ok and report.missing == {"decoder": ["decoder_norm.bias"]}
+    sd = {**tiny(0).state_dict(), "head.weight": torch.zeros(10, 192)}
+    report = load_official_checkpoint(tiny(1), sd)
+    assert not report.ok and report.unexpected == {"other": ["head.weight"]}
+    assert "head.weight" in str(report)
+
+
+def test_no_encoder_is_an_error():
+    sd = {k: v for k, v in tiny(0).state_dict().items() if ck.part_of(k) == "decoder"}
+    with pytest.raises(ValueError, match="no encoder keys"):
+        load_official_checkpoint(tiny(1), sd)
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        load_official_checkpoint(tiny(), missing)
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"not a checkpoint" * 10)
+    with pytest.raises(ValueError, match="corrupt.pth"):
+        load_official_checkpoint(tiny(), corrupt)
+    notweights = tmp_path / "notweights.pth"
+    torch.save({"model": {"a": [1, 2]}}, notweights)
+    with pytest.raises(ValueError, match="notweights.pth"):
+        load_official_checkpoint(tiny(), notweights)
+    with pytest.raises(TypeError, match="path_or_state_dict"):
+        load_official_checkpoint(tiny(), 3)
+
+
+def test_official_registry_and_validation():
+    assert set(OFFICIAL_CHECKPOINTS) == {"mae_pretrain_vit_base", "mae_pretrain_vit_large",
+                                         "mae_pretrain_vit_huge", "mae_visualize_vit_base",
+                                         "mae_visualize_vit_large", "mae_visualize_vit_large_ganloss"}
+    for name, (url, factory, has_decoder) in OFFICIAL_CHECKPOINTS.items():
+        assert url == f"https://dl.fbaipublicfiles.com/mae/{name.split('_')[1]}/{name}.pth"
+        assert factory in MODELS and has_decoder == ("visualize" in name)
+    with torch.device("meta"):
+        sd = create_model("mae_vit_base_patch16").state_dict()
+    validate_official_state_dict(sd, "mae_vit_base_patch16")
+    validate_official_state_dict(encoder_only(sd), "mae_vit_base_patch16")
+    assert len(encoder_only(sd)) == 4 + 12 * len(BLOCK_KEYS) + 2
+    with pytest.raises(ValueError, match="blocks.3.mlp.fc1.bias"):
+        validate_official_state_dict({k: v for k, v in sd.items() if k != "blocks.3.mlp.fc1.bias"},
+                                     "mae_vit_base_patch16")
+    with pytest.raises(ValueError, match="decoder_pred.weight"):
+        validate_official_state_dict({k: v for k, v in sd.items() if k != "decoder_pred.weight"},
+                                     "mae_vit_base_patch16")
+    with pytest.raises(ValueError, match=r"pos_embed \(1, 197, 768\) \(expected \(1, 257, 1280\)\)"):
+        validate_official_state_dict(encoder_only(sd), "mae_vit_huge_patch14")
+    with pytest.raises(ValueError, match="model name"):
+        validate_official_state_dict(sd, "vit_gigantic")
+
+
+def test_save_load_round_trip_fp32(tmp_path):
+    model = tiny(0, img_size=(32, 48), num_new_blocks=1, norm_pix_loss=True,
+                 normalization=maelib.Normalization.identity())
+    out = save_pretrained(model, tmp_path / "sub" / "model", metadata={"epochs": 3})
+    assert out == tmp_path / "sub" / "model.safetensors" and out.is_file()
+    info = json.loads((tmp_path / "sub" / "model.json").read_text())
+    assert info["dtype"] == "float32" and info["metadata"] == {"epochs": 3}
+    assert info["maelib_version"] == maelib.__version__ and info["config"] == model.config.to_dict()
+    loaded = load_model(tmp_path / "sub" / "model.json")
+    assert loaded.config == model.config and not loaded.training
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+    for a, b in zip(outputs(model, img_size=(32, 48)), outputs(loaded, img_size=(32, 48))):
+        assert torch.equal(a, b)
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["model.json", "model.safetensors"]
+
+
+def test_save_fp16_is_close(tmp_path):
+    model = tiny(0)
+    save_pretrained(model, tmp_path / "half.safetensors", dtype=torch.float16)
+    assert json.loads((tmp_path / "half.json").read_text())["dtype"] == "float16"
+    from safetensors.torch import load_file
+
+    assert load_file(tmp_path / "half.safetensors")["blocks.0.attn.qkv.weight"].dtype == torch.float16
+    loaded = load_model(tmp_path / "half")
+    for k, v in loaded.state_dict().items():
+        assert v.dtype == torch.float32
+        assert torch.allclose(v, model.state_dict()[k], atol=1e-3, rtol=1e-3), k
+    with pytest.raises(ValueError, match="dtype"):
+        save_pretrained(model, tmp_path / "x", dtype=torch.int8)
+    with pytest.raises(TypeError, match="metadata"):
+        save_pretrained(model, tmp_path / "x", metadata={"f": object()})
+
+
+@pytest.mark.parametrize("fail_at", ["weights", "config"])
+def test_failed_save_leaves_previous_files(tmp_path, monkeypatch, fail_at):
+    save_pretrained(tiny(0), tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    if fail_at == "weights":
+        monkeypatch.setattr(ck, "save_file", boom)
+    else:
+        monkeypatch.setattr(ck.json, "dump", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_pretrained(tiny(1), tmp_path / "m")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    monkeypatch.undo()
+    assert torch.equal(load_model(tmp_path / "m").cls_token, tiny(0).cls_token)
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.json"):
+        load_model(tmp_path / "absent")
+    save_pretrained(tiny(0), tmp_path / "m")
+    weights = tmp_path / "m.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256"):
+        load_model(tmp_path / "m")
+    (tmp_path / "m.json").write_text("{not json")
+    with pytest.raises(ValueError, match="m.json"):
+        load_model(tmp_path / "m")
+
+
+def test_pretrained_registry(tmp_path, monkeypatch):
+    monkeypatch.delenv("MAELIB_WEIGHTS_DIR", raising=False)
+    assert ck.weights_dir() == Path(maelib.__file__).resolve().parents[1] / "data" / "weights"
+    assert PRETRAINED == {"facade-pretrain": "data/weights/facade_pretrain",
+                          "facade-finetune": "data/weights/facade_finetune"}
+    monkeypatch.setenv("MAELIB_WEIGHTS_DIR", str(tmp_path))
+    assert list_pretrained() == []
+    assert list_pretrained(all=True) == ["facade-finetune", "facade-pretrain"]
+    with pytest.raises(FileNotFoundError, match=r"maelib train --preset facade-pretrain") as err:
+        load_pretrained("facade-pretrain")
+    assert str(tmp_path / "facade_pretrain.safetensors") in str(err.value)
+    with pytest.raises(ValueError, match="facade-finetune.*facade-pretrain"):
+        load_pretrained("imagenet")
+    model = tiny(3)
+    save_pretrained(model, tmp_path / "facade_pretrain")
+    assert list_pretrained() == ["facade-pretrain"]
+    loaded = load_pretrained("facade-pretrain")
+    assert torch.equal(loaded.decoder_pred.weight, model.decoder_pred.weight) and not loaded.training
+
+
+def test_official_loader_reads_safetensors_files(tmp_path):
+    src = tiny(0)
+    path = save_pretrained(src, tmp_path / "ours")
+    dst = tiny(1, img_size=48)
+    report = load_official_checkpoint(dst, path)
+    assert report.ok and report.interpolated["pos_embed"] == ((4, 4), (6, 6))
+    assert torch.equal(dst.norm.weight, src.norm.weight)
