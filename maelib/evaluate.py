@@ -1,0 +1,353 @@
+"""Evaluate MAE models and baselines side by side on the same masks, with 95% confidence intervals.
+
+Masks are drawn once per (mask spec, batch) from a ``torch.Generator`` seeded with ``seed``, the spec's text
+and the batch index, so every method (and every rerun with the same ``seed`` and ``batch_size``) sees the
+same masks. Confidence intervals: ``mean ± t(0.975, n-1) * s / sqrt(n)`` (Student t, sample standard deviation
+over n images, :func:`maelib.metrics.mean_ci`; NaN values, e.g. masked PSNR of an image with nothing masked,
+are left out).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .baselines import BASELINES, nearest_patch
+from .metrics import METRICS, LPIPSMetric, compute_metrics, mean_ci
+from .model import MaskedAutoencoderViT
+from .patches import grid_size, patch_mask_to_pixel_mask, pixel_mask_to_patch_mask, to_2tuple
+
+try:
+    from .mask_specs import MaskSpec
+except ImportError:  # older layout
+    from .masking import MaskSpec
+from .masking import make_mask
+
+DEFAULT_MASK_SPECS = ("random:0.75", "block:0.5", "block_bbox:0.3", "combined:0.3+0.45")
+LABELS = {"masked_psnr": "masked PSNR (dB) ↑", "psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
+def _jsonable(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class EvalResult:
+    """Per-image metric values ``values[method][mask][metric]`` plus the settings and notes of the run."""
+
+    methods: list[str]
+    mask_specs: list[str]
+    values: dict[str, dict[str, dict[str, list[float]]]]
+    config: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    masks: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+        """``[method][mask][metric] -> {mean, half_width, low, high, n}`` (see :func:`mean_ci`)."""
+        return {m: {s: {k: mean_ci(v) for k, v in d.items()} for s, d in by.items()}
+                for m, by in self.values.items()}
+
+    def available_metrics(self) -> list[str]:
+        """Metrics with at least one non-NaN value."""
+        vals = [d for by in self.values.values() for d in by.values()]
+        return [k for k in METRICS if any(not math.isnan(x) for d in vals for x in d[k])]
+
+    def to_markdown(self) -> str:
+        """A table: one row per method × mask, ``mean ± CI half-width`` per metric, n images."""
+        summ, c = self.summary(), self.config
+        head = ["method", "mask", *[LABELS[k] for k in METRICS], "n"]
+        split = f" ({c['split']} split)" if c.get("split") else ""
+        size = "x".join(map(str, c.get("size", ())))
+        lines = [f"# Evaluation: {c.get('num_images')} {c.get('source')} images{split}, {size} px, "
+                 f"patch {c.get('patch_size')}, seed {c.get('seed')}", "",
+                 "Mean ± 95% confidence half-width (Student t over n images).", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        avail = self.available_metrics()
+        for m in self.methods:
+            for s in self.mask_specs:
+                cells = [m, s]
+                for k in METRICS:
+                    st, d = summ[m][s][k], 2 if "psnr" in k else 4
+                    half = "" if math.isnan(st["half_width"]) else f" ± {st['half_width']:.{d}f}"
+                    cells.append(f"{st['mean']:.{d}f}{half}" if k in avail else "n/a")
+                lines.append("| " + " | ".join([*cells, str(len(self.values[m][s]["psnr"]))]) + " |")
+        if self.notes:
+            lines += ["", "Notes:", *[f"- {n}" for n in self.notes]]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> str:
+        """Settings, notes, summary and per-image values as JSON (NaN -> null, inf -> "inf")."""
+        d = {"config": self.config, "notes": self.notes, "methods": self.methods,
+             "mask_specs": self.mask_specs, "metrics": list(METRICS), "summary": self.summary(),
+             "per_image": self.values}
+        return json.dumps(_jsonable(d), indent=2, allow_nan=False)
+
+    def plot(self):
+        """Bar chart: one panel per available metric, bars per method grouped by mask, CI error bars."""
+        from matplotlib.figure import Figure
+
+        metrics = self.available_metrics()
+        fig = Figure(figsize=(4.2 * max(len(metrics), 1), 3.6), layout="constrained")
+        axes = fig.subplots(1, max(len(metrics), 1), squeeze=False)[0]
+        summ, width = self.summary(), 0.8 / max(len(self.methods), 1)
+        for ax, k in zip(axes, metrics):
+            for i, m in enumerate(self.methods):
+                stats = [summ[m][s][k] for s in self.mask_specs]
+                means = [st["mean"] if math.isfinite(st["mean"]) else math.nan for st in stats]
+                errs = [0.0 if math.isnan(st["half_width"]) else st["half_width"] for st in stats]
+                xs = [j + (i - (len(self.methods) - 1) / 2) * width for j in range(len(stats))]
+                ax.bar(xs, means, width, yerr=errs, capsize=3, label=m)
+            ax.set_xticks(range(len(self.mask_specs)), self.mask_specs, rotation=20, fontsize=8)
+            ax.set_title(LABELS[k])
+        axes[0].legend(fontsize=8)
+        return fig
+
+    def save(self, out_dir: str | os.PathLike) -> dict[str, Path]:
+        """Write ``results.json``, ``results.md`` and ``results.png`` atomically. Returns their paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"json": out / "results.json", "md": out / "results.md", "png": out / "results.png"}
+        _atomic_write(paths["json"], lambda f: f.write(self.to_json().encode()))
+        _atomic_write(paths["md"], lambda f: f.write(self.to_markdown().encode()))
+        fig = self.plot()
+        _atomic_write(paths["png"], lambda f: fig.savefig(f, format="png", dpi=100))
+        return paths
+
+
+def _resolve(method, index: int, device: torch.device) -> tuple[str, Callable | nn.Module]:
+    """A method -> (name, baseline callable or model)."""
+    if isinstance(method, nn.Module):
+        if not isinstance(method, MaskedAutoencoderViT):
+            raise TypeError(f"method must be a MaskedAutoencoderViT, got {type(method).__name__}")
+        return f"model{index or ''}", method.to(device)
+    if callable(method):
+        return getattr(method, "__name__", f"method{index}"), method
+    if not isinstance(method, (str, os.PathLike)):
+        raise TypeError(f"method must be a name, path, nn.Module or callable, got {type(method).__name__}")
+    text = os.fspath(method)
+    if text in BASELINES:
+        return text, BASELINES[text]
+    from . import checkpoints
+
+    bundled = checkpoints.list_pretrained(all=True)
+    if text in bundled:
+        return text, checkpoints.load_pretrained(text, device=device)
+    if text.endswith(".safetensors") or Path(text + ".safetensors").is_file():
+        return Path(text).name.removesuffix(".safetensors"), checkpoints.load_model(text, device=device)
+    raise ValueError(f"method {text!r} is unknown: use a baseline {sorted(BASELINES)}, a bundled model "
+                     f"{bundled}, a path to a .safetensors file or an nn.Module")
+
+
+def _specs(mask_specs, given_masks) -> list[tuple[str, MaskSpec | None]]:
+    texts = [mask_specs] if isinstance(mask_specs, (str, MaskSpec)) else list(mask_specs or ())
+    out = []
+    for t in texts:
+        try:
+            spec = t if isinstance(t, MaskSpec) else MaskSpec.parse(t)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"mask_specs: cannot use {t!r}: {err}") from None
+        out.append((str(t), spec))
+    out += [(f"given:{k}", None) for k in (given_masks or {})]
+    names = [n for n, _ in out]
+    if not out or len(set(names)) != len(names):
+        raise ValueError(f"mask_specs must name at least one distinct mask setting, got {names}")
+    return out
+
+
+def _dataset(data, split: str, size: tuple[int, int] | None, seed: int):
+    """(dataset, source); a folder or None is loaded only once ``size`` is known."""
+    if isinstance(data, torch.Tensor):
+        if data.ndim != 4 or data.shape[1] != 3:
+            raise ValueError(f"data must be a tensor of shape (N, 3, H, W), got {tuple(data.shape)}")
+        return data, "tensor"
+    if data is None or isinstance(data, (str, os.PathLike)):
+        if size is None:
+            return None, None
+        from .data import load_facades
+
+        ds = load_facades(split=split, size=size if size[0] != size[1] else size[0], path=data, seed=seed)
+        return ds, getattr(ds, "source", "dataset")
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        return data, getattr(data, "source", type(data).__name__)
+    raise TypeError(f"data must be None, a path, Dataset or a tensor (N, 3, H, W); got {type(data).__name__}")
+
+
+def _batch(ds, start: int, stop: int) -> torch.Tensor:
+    if isinstance(ds, torch.Tensor):
+        return ds[start:stop].float()
+    items = [ds[i] for i in range(start, stop)]
+    return torch.stack([it[0] if isinstance(it, (tuple, list)) else it for it in items]).float()
+
+
+def _given(masks: Mapping[str, torch.Tensor], n: int, p: int, grid: tuple[int, int]) -> dict:
+    out, (gh, gw) = {}, grid
+    for name, m in masks.items():
+        if not isinstance(m, torch.Tensor):
+            raise TypeError(f"given_masks[{name!r}] must be a tensor, got {type(m).__name__}")
+        if m.ndim == 3 and tuple(m.shape[1:]) == (gh, gw):
+            m = m.reshape(m.shape[0], gh * gw)
+        elif (m.ndim == 3 and tuple(m.shape[1:]) == (gh * p, gw * p)) or m.ndim == 4:
+            m = pixel_mask_to_patch_mask(m.float(), p, threshold=0.0)
+        if m.ndim != 2 or m.shape[0] < n or m.shape[1] != gh * gw:
+            raise ValueError(f"given_masks[{name!r}] must be ({n}, {gh * gw}) patches or ({n}, 1, {gh * p}, "
+                             f"{gw * p}) pixels, got {tuple(m.shape)}")
+        out[f"given:{name}"] = m[:n].bool()
+    return out
+
+
+def draw_mask(spec: MaskSpec, batch_index: int, batch_size: int, grid: tuple[int, int],
+              seed: int = 0) -> torch.Tensor:
+    """The evaluation mask of one batch. Returns: `(batch_size, L)` bool, identical for every method."""
+    g = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{spec}:{batch_index}".encode()))
+    opts = spec.options()
+    return make_mask(opts.pop("mask_mode"), batch_size, grid, generator=g, **opts)[0]
+
+
+def _methods(method, device: torch.device) -> dict[str, Callable | nn.Module]:
+    items = list(method.items()) if isinstance(method, Mapping) else [
+        (None, m) for m in (method if isinstance(method, (list, tuple)) else [method])]
+    if not items:
+        raise ValueError("method must name at least one method, got an empty list")
+    out = {}
+    for i, (name, m) in enumerate(items):
+        auto, fn = _resolve(m, i, device)
+        out[name or auto] = fn
+    if len(out) != len(items):
+        raise ValueError(f"method names must be distinct, got {[n or m for n, m in items]}")
+    return out
+
+
+def _geometry(models: list[nn.Module], size, data_size, patch_size: int) -> tuple[tuple[int, int], int]:
+    geoms = {(tuple(m.config.img_size), m.patch_size) for m in models}
+    if len(geoms) > 1:
+        raise ValueError(f"all models must share img_size and patch_size to see the same masks, got {geoms}")
+    if geoms:
+        img_size, patch_size = geoms.pop()
+        if size is not None and to_2tuple(size, "size") != img_size:
+            raise ValueError(f"size {size!r} differs from the model's img_size {img_size}")
+        return img_size, patch_size
+    return (to_2tuple(size, "size") if size is not None else data_size or (128, 128)), patch_size
+
+
+def _lpips(net: str | None, img_size: tuple[int, int], device: torch.device) -> tuple[LPIPSMetric | None,
+                                                                                    list[str]]:
+    if net is None:
+        return None, ["LPIPS not requested (lpips_net=None)."]
+    if min(img_size) < 32:
+        return None, [f"LPIPS not computed: images of {img_size} px are smaller than the 32 px it needs."]
+    lp = LPIPSMetric(net, device=device)
+    return lp, ([] if lp.available else [f"LPIPS not computed: {lp.reason}"])
+
+
+def _score(name: str, fn, images: torch.Tensor, mask: torch.Tensor, pix: torch.Tensor, patch_size: int,
+           lp: LPIPSMetric | None) -> dict[str, torch.Tensor]:
+    if isinstance(fn, nn.Module):
+        from .checkpoints import reconstruct
+
+        rec = reconstruct(fn, images, mask=mask.to(images.device))
+        return compute_metrics(rec.reconstruction, rec.images, rec.pixel_mask, lpips=lp)
+    pred = fn(images, pix, patch_size=patch_size) if fn is nearest_patch else fn(images, pix)
+    if not isinstance(pred, torch.Tensor) or pred.shape != images.shape:
+        raise ValueError(f"method {name!r} returned {getattr(pred, 'shape', type(pred).__name__)}, "
+                         f"expected {tuple(images.shape)}")
+    return compute_metrics(pred, images, pix, lpips=lp)
+
+
+def run_evaluation(method, data=None, split: str = "test", mask_specs=DEFAULT_MASK_SPECS, out_dir=None,
+                   batch_size: int = 16, seed: int = 0, num_images: int | None = None, size=None,
+                   device: str | torch.device = "cpu", lpips_net: str | None = "alex", given_masks=None,
+                   patch_size: int = 16, progress: bool = False) -> EvalResult:
+    """Score methods on the same images and masks.
+
+    Args:
+        method: a baseline name (``BASELINES``), a bundled model name, a ``.safetensors`` path, a
+            ``MaskedAutoencoderViT``, a callable ``fn(images, pixel_mask)``, or a list / {name: method} dict.
+        data: None or a folder (``maelib.data.load_facades``), a Dataset of [0, 1] images, or `(N, 3, H, W)`.
+        mask_specs: ``MaskSpec`` texts; given_masks: {name: `(N, L)` patch or `(N, 1, H, W)` pixel masks}
+            (a pixel mask masks every patch it touches).
+        size: image size for baselines only (default 128, or the tensor's); models use their ``img_size``.
+        patch_size: mask grid for baselines only; models use their own.
+        lpips_net: "alex", "vgg" or None (no LPIPS).
+    Returns:
+        :class:`EvalResult` (also saved to ``out_dir`` when given).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if num_images is not None and (isinstance(num_images, bool) or int(num_images) < 1):
+        raise ValueError(f"num_images must be None or >= 1, got {num_images!r}")
+    if lpips_net not in ("alex", "vgg", None):
+        raise ValueError(f"lpips_net must be 'alex', 'vgg' or None, got {lpips_net!r}")
+    specs, device = _specs(mask_specs, given_masks), torch.device(device)
+    methods = _methods(method, device)
+    ds, source = _dataset(data, split, None, seed)
+    data_size = tuple(_batch(ds, 0, 1).shape[-2:]) if ds is not None and len(ds) else None
+    models = [m for m in methods.values() if isinstance(m, nn.Module)]
+    img_size, patch_size = _geometry(models, size, data_size, patch_size)
+    grid = grid_size(img_size, patch_size)
+    loaded = ds is None
+    if loaded:
+        ds, source = _dataset(data, split, img_size, seed)
+    n = len(ds) if num_images is None else min(len(ds), int(num_images))
+    if n == 0:
+        raise ValueError(f"data is empty: no images to evaluate (split={split!r})")
+    if tuple(_batch(ds, 0, 1).shape[-2:]) != img_size:
+        raise ValueError(f"data images are {tuple(_batch(ds, 0, 1).shape[-2:])} but the evaluation size is "
+                         f"{img_size}")
+    given = _given(given_masks or {}, n, patch_size, grid)
+    lp, notes = _lpips(lpips_net, img_size, device)
+    values = {m: {s: {k: [] for k in METRICS} for s, _ in specs} for m in methods}
+    masks: dict[str, list[torch.Tensor]] = {s: [] for s, _ in specs}
+    starts = range(0, n, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="evaluate")
+    for b, start in enumerate(starts):
+        images = _batch(ds, start, min(start + batch_size, n)).to(device)
+        for s, spec in specs:
+            nb = len(images)
+            mask = given[s][start:start + nb] if spec is None else draw_mask(spec, b, nb, grid, seed)
+            masks[s].append(mask)
+            pix = patch_mask_to_pixel_mask(mask, patch_size, grid).to(device)
+            for name, fn in methods.items():
+                with torch.no_grad():
+                    scores = _score(name, fn, images, mask, pix, patch_size, lp)
+                for k, v in scores.items():
+                    values[name][s][k] += v.tolist()
+    config = {"split": split if loaded else None, "source": source, "num_images": n, "size": list(img_size),
+              "patch_size": patch_size, "seed": seed, "batch_size": batch_size, "lpips_net": lpips_net,
+              "device": str(device), "ci": "95% Student t over images"}
+    result = EvalResult(list(methods), [s for s, _ in specs], values, config, notes,
+                        {s: torch.cat(v) for s, v in masks.items()})
+    if out_dir is not None:
+        result.save(out_dir)
+    return result

@@ -1,0 +1,243 @@
+"""Reconstruction metrics on [0, 1] images, judged where the image was masked.
+
+Predictions are un-normalised and clamped to [0, 1] and the visible patches are pasted back from the input
+before PSNR / SSIM / LPIPS are computed, so a method is scored only on what it had to invent.
+LPIPS uses torchmetrics' port of the LPIPS authors' network (linear layers bundled with torchmetrics,
+AlexNet/VGG backbone from ``$TORCH_HOME/hub/checkpoints``); nothing is ever downloaded unless asked.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from .norm import Normalization
+
+METRICS: tuple[str, ...] = ("masked_psnr", "psnr", "ssim", "lpips")
+LPIPS_NETS: dict[str, tuple[str, str]] = {"alex": ("alexnet", "AlexNet_Weights"),
+                                          "vgg": ("vgg16", "VGG16_Weights")}
+_RANGE_TOL = 1e-3
+
+
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def t_quantile_975(df: int) -> float:
+    """Two-sided 95% Student-t quantile: table for df <= 30, Cornish–Fisher expansion above."""
+    if df < 1:
+        raise ValueError(f"df must be >= 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
+
+
+def mean_ci(values: Sequence[float]) -> dict[str, float]:
+    """Mean and 95% t-interval of ``values`` (NaN left out). Returns keys mean, half_width, low, high, n."""
+    v = torch.tensor([float(x) for x in values], dtype=torch.float64)
+    v = v[~torch.isnan(v)]
+    n = int(v.numel())
+    mean = float(v.mean()) if n else math.nan
+    half = math.nan
+    if n > 1 and math.isfinite(mean):
+        half = t_quantile_975(n - 1) * float(v.std(unbiased=True)) / math.sqrt(n)
+    return {"mean": mean, "half_width": half, "low": mean - half, "high": mean + half, "n": n}
+
+
+class LPIPSUnavailableWarning(UserWarning):
+    """LPIPS could not be set up (backbone weights missing); LPIPS values are reported as NaN."""
+
+
+def _check_pair(pred: torch.Tensor, target: torch.Tensor,
+                names: tuple[str, str] = ("pred", "target")) -> None:
+    for name, t in zip(names, (pred, target)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.ndim != 4 or t.shape[1] != 3:
+            raise ValueError(f"{name} must have shape (N, 3, H, W), got {tuple(t.shape)}")
+    if pred.shape != target.shape:
+        raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(pred.shape)} "
+                         f"and {tuple(target.shape)}")
+
+
+def _pixel_mask(pixel_mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Check a mask `(N, 1, H, W)` or `(N, H, W)` against `like` `(N, C, H, W)`. Returns: bool mask."""
+    if not isinstance(pixel_mask, torch.Tensor):
+        raise TypeError(f"pixel_mask must be a torch.Tensor, got {type(pixel_mask).__name__}")
+    m = pixel_mask[:, None] if pixel_mask.ndim == 3 else pixel_mask
+    n, _, h, w = like.shape
+    if m.ndim != 4 or tuple(m.shape) != (n, 1, h, w):
+        raise ValueError(f"pixel_mask must have shape ({n}, 1, {h}, {w}) or ({n}, {h}, {w}), "
+                         f"got {tuple(pixel_mask.shape)}")
+    return (m > 0.5).to(like.device)
+
+
+def _check_unit_range(x: torch.Tensor, name: str) -> None:
+    if x.numel() and (x.min() < -_RANGE_TOL or x.max() > 1 + _RANGE_TOL):
+        raise ValueError(f"{name} must be in [0, 1], got values in [{x.min():.3f}, {x.max():.3f}]; "
+                         "pass normalization= to un-normalise model-space tensors first")
+
+
+def to_unit(x: torch.Tensor, normalization: Normalization | None = None) -> torch.Tensor:
+    """Args: x `(N, C, H, W)`, normalised by ``normalization`` (None: already in [0, 1]).
+    Returns: float tensor in [0, 1] (un-normalised with :meth:`Normalization.denormalize`, clamped)."""
+    x = x.float()
+    return normalization.denormalize(x) if normalization is not None else x.clamp(0.0, 1.0)
+
+
+def paste_visible(original01: torch.Tensor, recon01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
+    """Visible pixels from ``original01``, masked pixels from ``recon01``.
+
+    Args: original01, recon01 `(N, 3, H, W)` in [0, 1]; pixel_mask `(N, 1, H, W)` or `(N, H, W)`, 1 = masked.
+    Returns: `(N, 3, H, W)`.
+    """
+    _check_pair(recon01, original01, ("recon01", "original01"))
+    m = _pixel_mask(pixel_mask, original01)
+    return torch.where(m, recon01.to(original01.dtype), original01)
+
+
+def masked_psnr(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor,
+                data_range: float = 1.0) -> torch.Tensor:
+    """PSNR over the masked pixels only (not zero-filled).
+
+    MSE = sum of squared error over masked pixels and channels / (masked pixels * C).
+    Args: pred, target `(N, C, H, W)`; pixel_mask `(N, 1, H, W)` or `(N, H, W)`, 1 = masked.
+    Returns: `(N,)` dB; ``nan`` for an image with no masked pixel, ``inf`` for an exact masked region.
+    """
+    _check_pair(pred, target)
+    if data_range <= 0:
+        raise ValueError(f"data_range must be positive, got {data_range}")
+    m = _pixel_mask(pixel_mask, target).float()
+    sq = (pred.double() - target.double()).pow(2) * m
+    count = m.flatten(1).sum(1) * target.shape[1]
+    mse = sq.flatten(1).sum(1) / count
+    out = 10.0 * torch.log10(data_range**2 / mse)
+    return torch.where(count > 0, out, torch.full_like(out, math.nan)).float()
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Whole-image PSNR per image (torchmetrics). Args: `(N, C, H, W)`. Returns: `(N,)` dB."""
+    _check_pair(pred, target)
+    return peak_signal_noise_ratio(pred.float(), target.float(), data_range=data_range, reduction="none",
+                                   dim=(1, 2, 3)).reshape(-1)
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """SSIM per image (torchmetrics, 11x11 Gaussian window). Args: `(N, C, H, W)`. Returns: `(N,)`."""
+    _check_pair(pred, target)
+    return structural_similarity_index_measure(pred.float(), target.float(), data_range=data_range,
+                                               reduction="none").reshape(-1)
+
+
+def lpips_weights_path(net: str = "alex") -> str:
+    """Where torchvision looks for the LPIPS backbone: ``$TORCH_HOME/hub/checkpoints/<file>``."""
+    if net not in LPIPS_NETS:
+        raise ValueError(f"net must be one of {tuple(LPIPS_NETS)}, got {net!r}")
+    import torchvision
+
+    url = getattr(torchvision.models, LPIPS_NETS[net][1]).DEFAULT.url
+    return os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+
+
+class LPIPSMetric:
+    """LPIPS (Zhang et al., 2018) per image on [0, 1] inputs, via torchmetrics (``normalize=True``).
+
+    Reproduces the authors' reference (alex: ex_ref vs ex_p0 / ex_p1 = 0.722 / 0.138). When the backbone file
+    is not in ``$TORCH_HOME/hub/checkpoints`` the metric is ``available = False`` (``reason`` says why) after
+    one :class:`LPIPSUnavailableWarning`; it downloads only with ``allow_download=True``.
+    Inputs must be at least 32x32.
+    """
+
+    def __init__(self, net: str = "alex", device: torch.device | str = "cpu", allow_download: bool = False,
+                 warn: bool = True) -> None:
+        if net not in LPIPS_NETS:
+            raise ValueError(f"net must be one of {tuple(LPIPS_NETS)}, got {net!r}")
+        self.net_name, self.device = net, torch.device(device)
+        self._net: torch.nn.Module | None = None
+        self.reason: str | None = None
+        path = lpips_weights_path(net)
+        if not allow_download and not os.path.isfile(path):
+            self.reason = (f"LPIPS-{net} unavailable: backbone weights {os.path.basename(path)} not found in "
+                           f"{os.path.dirname(path)}. Set TORCH_HOME to a folder holding hub/checkpoints/"
+                           f"{os.path.basename(path)}, or run once with network access and "
+                           "LPIPSMetric(allow_download=True).")
+        else:
+            try:
+                from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+                metric = LearnedPerceptualImagePatchSimilarity(net_type=net, reduction="none", normalize=True)
+                self._net = metric.net.to(self.device).eval()
+            except Exception as err:  # noqa: BLE001 - any failure to build the network means "unavailable"
+                self.reason = (f"LPIPS-{net} unavailable: could not load the backbone ({type(err).__name__}: "
+                               f"{err}). Set TORCH_HOME to a folder holding hub/checkpoints/"
+                               f"{os.path.basename(path)}.")
+        if self.reason and warn:
+            warnings.warn(self.reason, LPIPSUnavailableWarning, stacklevel=2)
+
+    @property
+    def available(self) -> bool:
+        return self._net is not None
+
+    def _inputs(self, img1: torch.Tensor, img2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._net is None:
+            raise RuntimeError(self.reason)
+        _check_pair(img1, img2, ("img1", "img2"))
+        if min(img1.shape[-2:]) < 32:
+            raise ValueError(f"LPIPS needs images of at least 32x32, got {tuple(img1.shape[-2:])}")
+        for name, t in (("img1", img1), ("img2", img2)):
+            _check_unit_range(t, name)
+        return (img1.float().clamp(0, 1).to(self.device), img2.float().clamp(0, 1).to(self.device))
+
+    @torch.no_grad()
+    def __call__(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
+        """Args: img1, img2 `(N, 3, H, W)` in [0, 1]. Returns: `(N,)` distances (lower = more similar)."""
+        a, b = self._inputs(img1, img2)
+        return self._net(a, b, normalize=True).reshape(-1).cpu()
+
+    @torch.no_grad()
+    def spatial_map(self, img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
+        """Per-pixel LPIPS (the authors' ``spatial=True``). Returns: `(N, 1, H, W)`; mean ~ ``self(...)``."""
+        a, b = self._inputs(img1, img2)
+        self._net.spatial = True
+        try:
+            return self._net(a, b, normalize=True).cpu()
+        finally:
+            self._net.spatial = False
+
+
+def compute_metrics(pred01: torch.Tensor, target01: torch.Tensor, pixel_mask: torch.Tensor,
+                    lpips: LPIPSMetric | None = None,
+                    normalization: Normalization | None = None) -> dict[str, torch.Tensor]:
+    """All metrics per image, after pasting the visible pixels of the target into the prediction.
+
+    Args:
+        pred01: `(N, 3, H, W)` prediction (raw or pasted), clamped to [0, 1].
+        target01: `(N, 3, H, W)` ground truth in [0, 1].
+        pixel_mask: `(N, 1, H, W)` or `(N, H, W)`, 1 = masked.
+        lpips: an :class:`LPIPSMetric`; None or unavailable -> ``lpips`` is NaN.
+        normalization: if given, both images are model-space tensors and are un-normalised first.
+    Returns:
+        ``{"masked_psnr", "psnr", "ssim", "lpips"}`` -> `(N,)` float tensors on the CPU.
+    """
+    _check_pair(pred01, target01, ("pred01", "target01"))
+    pred, target = to_unit(pred01, normalization), target01.float()
+    if normalization is not None:
+        target = to_unit(target01, normalization)
+    _check_unit_range(target, "target01")
+    target = target.clamp(0.0, 1.0)
+    pasted = paste_visible(target, pred, pixel_mask)
+    out = {"masked_psnr": masked_psnr(pasted, target, pixel_mask), "psnr": psnr(pasted, target),
+           "ssim": ssim(pasted, target)}
+    if lpips is not None and lpips.available:
+        out["lpips"] = lpips(pasted, target)
+    else:
+        out["lpips"] = torch.full((target.shape[0],), math.nan)
+    return {k: v.detach().float().cpu() for k, v in out.items()}

@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+import json
+import math
+import urllib.request
+
+import pytest
+import torch
+
+import maelib.checkpoints as checkpoints
+from maelib.baselines import BASELINES
+from maelib.evaluate import DEFAULT_MASK_SPECS, EvalResult, draw_mask, run_evaluation
+from maelib.mask_specs import MaskSpec
+from maelib.metrics import LPIPSUnavailableWarning, mean_ci
+from maelib.model import MaskedAutoencoderViT
+from maelib.patches import patch_mask_to_pixel_mask
+
+
+def _images(n=6, size=32, seed=0):
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _tiny(size=32, patch=8, seed=0):
+    torch.manual_seed(seed)
+    return MaskedAutoencoderViT(img_size=size, patch_size=patch, embed_dim=32, depth=1, num_heads=2,
+                                decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+
+
+class Spy:
+    """A baseline that records the pixel masks it is given."""
+
+    def __init__(self, name):
+        self.__name__, self.masks = name, []
+
+    def __call__(self, images, pixel_mask):
+        self.masks.append(pixel_mask.clone())
+        return BASELINES["mean"](images, pixel_mask)
+
+
+def test_baselines_side_by_side():
+    res = run_evaluation(["mean", "nearest"], data=_images(), batch_size=4, patch_size=8, lpips_net=None)
+    assert res.methods == ["mean", "nearest"] and res.mask_specs == list(DEFAULT_MASK_SPECS)
+    summ = res.summary()
+    for m in res.methods:
+        for s in res.mask_specs:
+            for k in ("masked_psnr", "psnr", "ssim"):
+                vals = res.values[m][s][k]
+                assert len(vals) == 6 and all(math.isfinite(v) for v in vals)
+                assert summ[m][s][k] == pytest.approx(mean_ci(vals), nan_ok=True)
+                assert summ[m][s][k]["n"] == 6 and summ[m][s][k]["half_width"] > 0
+            assert all(math.isnan(v) for v in res.values[m][s]["lpips"])
+    assert res.masks["random:0.75"].shape == (6, 16)
+    assert res.masks["random:0.75"].sum(1).eq(12).all()
+
+
+def test_every_method_sees_the_same_masks(monkeypatch):
+    seen = []
+    real = checkpoints.reconstruct
+
+    def spy_reconstruct(model, images, *a, mask=None, **k):
+        seen.append(mask.clone())
+        return real(model, images, *a, mask=mask, **k)
+
+    monkeypatch.setattr(checkpoints, "reconstruct", spy_reconstruct)
+    a, b = Spy("a"), Spy("b")
+    specs = ("random:0.75", "combined:0.3+0.45,horizontal_random_offset")
+    res = run_evaluation([a, _tiny(), b], data=_images(5), mask_specs=specs, batch_size=2, lpips_net=None)
+    assert res.methods == ["a", "model1", "b"]
+    assert len(a.masks) == len(b.masks) == len(seen) == 3 * 2
+    for ma, mb, mm in zip(a.masks, b.masks, seen):
+        assert torch.equal(ma, mb)
+        assert torch.equal(ma, patch_mask_to_pixel_mask(mm, 8, (4, 4)))
+    # reruns draw the same masks; another seed draws other ones
+    kw = dict(data=_images(5), mask_specs=specs, batch_size=2, patch_size=8, lpips_net=None)
+    again, other = run_evaluation("mean", **kw), run_evaluation("mean", seed=1, **kw)
+    for s in res.mask_specs:
+        assert torch.equal(res.masks[s], again.masks[s])
+        assert not torch.equal(res.masks[s], other.masks[s])
+    spec = MaskSpec.parse(specs[0])
+    assert torch.equal(draw_mask(spec, 1, 2, (4, 4)), res.masks[specs[0]][2:4])
+    assert not torch.equal(draw_mask(spec, 0, 2, (4, 4)), draw_mask(spec, 1, 2, (4, 4)))
+
+
+def test_model_methods_and_names(tmp_path):
+    model = _tiny()
+    model.train()
+    checkpoints.save_pretrained(model, tmp_path / "tiny")
+    res = run_evaluation({"untrained": model, "fill": "mean", "saved": str(tmp_path / "tiny.safetensors")},
+                         data=_images(4), mask_specs=("block:0.5",), lpips_net=None)
+    assert res.methods == ["untrained", "fill", "saved"]
+    assert model.training  # the caller's train/eval state is kept
+    for m in res.methods:
+        assert all(math.isfinite(v) for v in res.values[m]["block:0.5"]["ssim"])
+    for k in ("masked_psnr", "psnr", "ssim"):
+        assert res.values["untrained"]["block:0.5"][k] == pytest.approx(res.values["saved"]["block:0.5"][k])
+    assert res.config["size"] == [32, 32] and res.config["patch_size"] == 8
+
+
+def test_given_masks_patch_and_pixel(monkeypatch):
+    spy = Spy("spy")
+    patch = torch.zeros(4, 16, dtype=torch.bool)
+    patch[:, :8] = True
+    pixel = patch_mask_to_pixel_mask(patch, 8, (4, 4))
+    pixel[:, :, 0, 0] = 0  # partly visible patch: still masked as a whole
+    res = run_evaluation(spy, data=_images(4), mask_specs=(), patch_size=8, lpips_net=None,
+                         given_masks={"top": patch, "top_px": pixel})
+    assert res.mask_specs == ["given:top", "given:top_px"]
+    assert torch.equal(res.masks["given:top"], patch) and torch.equal(res.masks["given:top_px"], patch)
+    assert torch.equal(spy.masks[0], patch_mask_to_pixel_mask(patch, 8, (4, 4)))
+    with pytest.raises(ValueError, match="given_masks"):
+        run_evaluation("mean", data=_images(4), patch_size=8, given_masks={"bad": patch[:, :5]})
+
+
+def test_dataset_input_and_num_images():
+    class Items(torch.utils.data.Dataset):
+        source = "toy"
+
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return _images(5)[i], torch.zeros(32, 32, dtype=torch.long)
+
+    res = run_evaluation("telea", data=Items(), num_images=3, mask_specs="block_bbox:0.3", patch_size=8,
+                         lpips_net=None)
+    assert res.config["num_images"] == 3 and res.config["source"] == "toy"
+    assert len(res.values["telea"]["block_bbox:0.3"]["psnr"]) == 3
+
+
+def test_report_files(tmp_path):
+    res = run_evaluation(["mean", "nearest"], data=_images(4), mask_specs=("random:0.5", "block:0.5"),
+                         patch_size=8, lpips_net=None, out_dir=tmp_path / "out")
+    d = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert d["methods"] == ["mean", "nearest"] and d["mask_specs"] == ["random:0.5", "block:0.5"]
+    assert d["summary"]["mean"]["block:0.5"]["ssim"]["mean"] == pytest.approx(
+        res.summary()["mean"]["block:0.5"]["ssim"]["mean"])
+    assert d["summary"]["mean"]["block:0.5"]["lpips"]["mean"] is None  # NaN -> null, strict JSON
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert md == res.to_markdown()
+    assert "| nearest | block:0.5 |" in md and "n/a" in md and "LPIPS not requested" in md
+    png = (tmp_path / "out" / "results.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # a failed write keeps the previous files
+    broken = EvalResult(res.methods, res.mask_specs, res.values, res.config, res.notes)
+    broken.to_json = lambda: (_ for _ in ()).throw(RuntimeError("disk full"))
+    with pytest.raises(RuntimeError):
+        broken.save(tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == d
+    assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")] == []
+
+
+def test_infinite_values_are_reported():
+    const = torch.full((2, 3, 32, 32), 0.5)
+    res = run_evaluation("mean", data=const, mask_specs="random:0.5", patch_size=8, lpips_net=None)
+    assert math.isinf(res.summary()["mean"]["random:0.5"]["masked_psnr"]["mean"])
+    assert json.loads(res.to_json())["summary"]["mean"]["random:0.5"]["masked_psnr"]["mean"] == "inf"
+
+
+def test_lpips_unavailable_is_a_note_not_a_crash(tmp_path, monkeypatch):
+    def refuse(*a, **k):
+        raise OSError("network blocked in test")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    with pytest.warns(LPIPSUnavailableWarning):
+        res = run_evaluation("mean", data=_images(2), mask_specs="block:0.5", patch_size=8)
+    md = res.to_markdown()
+    assert "LPIPS not computed" in md and "TORCH_HOME" in md and "n/a" in md
+    assert all(math.isfinite(v) for v in res.values["mean"]["block:0.5"]["ssim"])
+
+
+def test_lpips_in_the_table(torch_home):
+    res = run_evaluation(["mean", "nearest"], data=_images(3), mask_specs="block:0.5", patch_size=8)
+    assert res.notes == []
+    assert all(math.isfinite(v) and v > 0 for v in res.values["mean"]["block:0.5"]["lpips"])
+
+
+def test_cmp_data_folder(cmp_dir):
+    res = run_evaluation("mean", data=str(cmp_dir), split="test", num_images=2, size=32, patch_size=8,
+                         mask_specs="block:0.5", lpips_net=None)
+    assert res.config["source"] == "cmp" and res.config["num_images"] == 2
+
+
+def test_bad_input():
+    x = _images(2)
+    with pytest.raises(ValueError, match="telea.*facade-pretrain|facade-pretrain.*telea"):
+        run_evaluation("no-such-method", data=x)
+    with pytest.raises(ValueError, match="mask_specs"):
+        run_evaluation("mean", data=x, mask_specs=("zigzag:0.5",), patch_size=8)
+    with pytest.raises(ValueError, match="mask_specs"):
+        run_evaluation("mean", data=x, mask_specs=("random:1.5",), patch_size=8)
+    with pytest.raises(ValueError, match="empty"):
+        run_evaluation("mean", data=x[:0], patch_size=8)
+    with pytest.raises(ValueError, match="batch_size"):
+        run_evaluation("mean", data=x, batch_size=0, patch_size=8)
+    with pytest.raises(ValueError, match="lpips_net"):
+        run_evaluation("mean", data=x, lpips_net="squeeze", patch_size=8)
+    with pytest.raises(ValueError, match="img_size"):
+        run_evaluation([_tiny(32), _tiny(64)], data=x)
+    with pytest.raises(ValueError, match="evaluation size"):
+        run_evaluation(_tiny(64), data=x)
+    with pytest.raises(ValueError, match="distinct"):
+        run_evaluation(["mean", "mean"], data=x, patch_size=8)
+    with pytest.raises(TypeError, match="MaskedAutoencoderViT"):
+        run_evaluation(torch.nn.Linear(2, 2), data=x)

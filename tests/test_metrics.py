@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import math
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+
+from maelib.metrics import (
+    LPIPSMetric,
+    LPIPSUnavailableWarning,
+    compute_metrics,
+    masked_psnr,
+    mean_ci,
+    paste_visible,
+    psnr,
+    ssim,
+    t_quantile_975,
+)
+from maelib.norm import Normalization
+
+
+def _rand(n=2, size=32, seed=0):
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _half_mask(n=2, size=32):
+    m = torch.zeros(n, 1, size, size)
+    m[:, :, size // 2:] = 1
+    return m
+
+
+def test_paste_visible_takes_masked_pixels_from_the_reconstruction():
+    orig, recon, m = _rand(seed=0), _rand(seed=1), _half_mask()
+    out = paste_visible(orig, recon, m)
+    assert torch.equal(out[:, :, :16], orig[:, :, :16])
+    assert torch.equal(out[:, :, 16:], recon[:, :, 16:])
+    assert torch.equal(paste_visible(orig, recon, m[:, 0]), out)
+    with pytest.raises(ValueError, match="pixel_mask"):
+        paste_visible(orig, recon, m[:, :, :8])
+    with pytest.raises(ValueError, match="same shape"):
+        paste_visible(orig, recon[:1], m)
+
+
+def test_masked_psnr_averages_over_masked_pixels_only():
+    target = torch.zeros(2, 3, 32, 32)
+    pred = torch.full_like(target, 0.9)  # visible error is ignored
+    m = _half_mask()
+    pred[:, :, 16:] = 0.1
+    pred[1, 0, 16:] = 0.3  # image 1: channel 0 error 0.3, channels 1-2 error 0.1
+    out = masked_psnr(pred, target, m)
+    expected1 = 10 * math.log10(1 / ((0.09 + 0.01 + 0.01) / 3))
+    assert out.shape == (2,)
+    assert out[0].item() == pytest.approx(20.0, abs=1e-4)
+    assert out[1].item() == pytest.approx(expected1, abs=1e-4)
+    wide = masked_psnr(pred, target, m, data_range=2.0)[0].item()
+    assert wide == pytest.approx(20 + 20 * math.log10(2), abs=1e-4)
+
+
+def test_masked_psnr_nan_without_masked_pixels_and_inf_when_exact():
+    target = _rand()
+    m = _half_mask()
+    m[1] = 0
+    out = masked_psnr(target.clone(), target, m)
+    assert math.isinf(out[0].item()) and math.isnan(out[1].item())
+
+
+def test_psnr_and_ssim_are_per_image():
+    target = _rand(3)
+    pred = target.clone()
+    pred[1] = (pred[1] + 0.1).clamp(0, 1)
+    p, s = psnr(pred, target), ssim(pred, target)
+    assert p.shape == s.shape == (3,)
+    mse1 = (pred[1] - target[1]).pow(2).mean().item()
+    assert p[1].item() == pytest.approx(10 * math.log10(1 / mse1), rel=1e-4)
+    assert s[0].item() == pytest.approx(1.0, abs=1e-5) and s[1].item() < 0.999
+
+
+def test_compute_metrics_pastes_visible_pixels_before_scoring():
+    target = _rand()
+    m = _half_mask()
+    pred = target.clone()
+    pred[:, :, :16] = 1 - pred[:, :, :16]  # wrong only where visible
+    out = compute_metrics(pred, target, m)
+    assert set(out) == {"masked_psnr", "psnr", "ssim", "lpips"}
+    assert all(v.shape == (2,) for v in out.values())
+    assert torch.isinf(out["psnr"]).all() and torch.isinf(out["masked_psnr"]).all()
+    assert torch.allclose(out["ssim"], torch.ones(2), atol=1e-5)
+    assert torch.isnan(out["lpips"]).all()  # no LPIPS metric given
+
+
+def test_compute_metrics_unnormalises_and_rejects_normalised_targets():
+    target, pred, m = _rand(seed=0), _rand(seed=1), _half_mask()
+    norm = Normalization.imagenet()
+    with pytest.raises(ValueError, match="normalization"):
+        compute_metrics(norm.normalize(pred), norm.normalize(target), m)
+    a = compute_metrics(pred, target, m)
+    b = compute_metrics(norm.normalize(pred), norm.normalize(target), m, normalization=norm)
+    for k in ("masked_psnr", "psnr", "ssim"):
+        assert torch.allclose(a[k], b[k], atol=1e-3), k
+    # raw predictions outside [0, 1] are clamped
+    c = compute_metrics(pred * 3 - 1, target, m)
+    assert torch.isfinite(c["masked_psnr"]).all()
+
+
+def test_mean_ci_uses_the_t_distribution():
+    st = mean_ci([1.0, 2.0, 3.0, math.nan])
+    assert st["n"] == 3 and st["mean"] == pytest.approx(2.0)
+    assert st["half_width"] == pytest.approx(4.303 / math.sqrt(3), rel=1e-4)
+    assert st["low"] == pytest.approx(2 - st["half_width"])
+    assert math.isnan(mean_ci([5.0])["half_width"]) and mean_ci([])["n"] == 0
+    # published two-sided 95% quantiles beyond the table
+    for df, q in ((40, 2.0211), (60, 2.0003), (120, 1.9799), (10_000, 1.9602)):
+        assert t_quantile_975(df) == pytest.approx(q, abs=2e-4)
+    with pytest.raises(ValueError, match="df"):
+        t_quantile_975(0)
+
+
+def _load_png(path) -> torch.Tensor:
+    from PIL import Image
+
+    a = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(a).permute(2, 0, 1)[None]
+
+
+def test_lpips_reproduces_the_authors_reference(torch_home, shared_dir):
+    ref_dir = shared_dir / "reference" / "lpips"
+    if not ref_dir.is_dir():
+        pytest.skip("LPIPS reference images not found")
+    ref, p0, p1 = (_load_png(ref_dir / f"{n}.png") for n in ("ex_ref", "ex_p0", "ex_p1"))
+    metric = LPIPSMetric("alex")
+    assert metric.available
+    d0, d1 = metric(ref, p0).item(), metric(ref, p1).item()
+    assert round(d0, 3) == 0.722 and round(d1, 3) == 0.138
+    s0, s1 = metric.spatial_map(ref, p0), metric.spatial_map(ref, p1)
+    assert s0.shape == (1, 1, 64, 64)
+    assert round(s0.mean().item(), 3) == 0.722 and round(s1.mean().item(), 3) == 0.138
+    assert metric(ref, p0).item() == pytest.approx(d0)  # spatial mode is switched back off
+    both = metric(torch.cat([ref, ref]), torch.cat([p0, p1]))
+    assert torch.allclose(both, torch.tensor([d0, d1]), atol=1e-5)
+    with pytest.raises(ValueError, match="32x32"):
+        metric(ref[..., :16, :16], p0[..., :16, :16])
+
+
+def test_compute_metrics_with_lpips(torch_home):
+    metric = LPIPSMetric("alex")
+    target, m = _rand(), _half_mask()
+    out = compute_metrics(target.clone(), target, m, lpips=metric)
+    assert torch.allclose(out["lpips"], torch.zeros(2), atol=1e-6)
+    stripes = torch.arange(32.0).remainder(8).div(7).expand(2, 3, 32, 32).contiguous()
+    grey = compute_metrics(torch.full_like(stripes, 0.5), stripes, m, lpips=metric)["lpips"]
+    assert (grey > 0.1).all()
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty TORCH_HOME and no network: any download attempt is recorded and fails at once."""
+    calls = []
+
+    def refuse(url, *a, **k):
+        calls.append(url)
+        raise OSError(f"network blocked in test: {url}")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    return calls
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_lpips_without_weights_warns_once_and_never_downloads(offline, net):
+    with pytest.warns(LPIPSUnavailableWarning) as rec:
+        metric = LPIPSMetric(net)
+    assert len(rec) == 1
+    msg = str(rec[0].message)
+    assert "TORCH_HOME" in msg and "hub/checkpoints" in msg and "not found" in msg
+    assert not metric.available and metric.reason == msg
+    assert offline == []
+    target = _rand()
+    out = compute_metrics(target, target, _half_mask(), lpips=metric)
+    assert torch.isnan(out["lpips"]).all() and torch.isinf(out["psnr"]).all()
+    with pytest.raises(RuntimeError, match="TORCH_HOME"):
+        metric(target, target)
+
+
+def test_lpips_allow_download_fails_cleanly_offline(offline):
+    with pytest.warns(LPIPSUnavailableWarning, match="could not load"):
+        metric = LPIPSMetric("alex", allow_download=True)
+    assert not metric.available and len(offline) == 1
+
+
+def test_lpips_rejects_unknown_net():
+    with pytest.raises(ValueError, match="net"):
+        LPIPSMetric("squeezy")
