@@ -1,0 +1,184 @@
+"""Image decoding and geometric transforms for MAE: resize + crop/pad, random crop + flip, to tensor.
+
+Pixels stay in [0, 1]; normalisation lives in :class:`maelib.norm.Normalization` (the model applies it).
+Label maps follow every geometric step with nearest-neighbour sampling and are padded with 0 ("unknown").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from maelib.patches import to_2tuple
+
+_RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+             "bicubic": Image.Resampling.BICUBIC}
+Box = tuple[float, float, float, float]  # (left, top, right, bottom) in source pixels
+
+
+def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """Generator of the random draws of item ``index`` in ``epoch``: ``default_rng([seed, epoch, index])``."""
+    if min(seed, epoch, index) < 0:
+        raise ValueError(f"seed, epoch and index must be >= 0, got {(seed, epoch, index)}")
+    return np.random.default_rng([int(seed), int(epoch), int(index)])
+
+
+def to_rgb_uint8(img: Image.Image) -> np.ndarray:
+    """Convert any PIL image to RGB 8-bit.
+
+    Grayscale is replicated, palette images are expanded, transparency is composited over white, 16-bit and
+    32-bit integer images are scaled from their full range (65535 -> 255), float images from [0, 1].
+    Returns: `(H, W, 3)` uint8.
+    """
+    mode = img.mode
+    if mode.startswith("I") or mode == "F":
+        a = np.asarray(img).astype(np.float64)
+        if mode == "F":
+            a = a * 255.0 if a.size and a.max() <= 1.0 else a
+        elif mode.startswith("I;16") or (a.size and a.max() > 255):
+            a = a / 257.0
+        g = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        out = Image.new("RGB", rgba.size, (255, 255, 255))
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return np.asarray(out)
+    return np.asarray(img if mode == "RGB" else img.convert("RGB"))
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode an image file fully. Returns `(H, W, 3)` uint8; OSError/ValueError when unreadable."""
+    with Image.open(path) as im:
+        im.load()
+        return to_rgb_uint8(im)
+
+
+def read_label(path: str | Path, num_classes: int = 12) -> np.ndarray:
+    """Read a label map stored as palette/grey PNG of class values. Returns `(H, W)` uint8."""
+    with Image.open(path) as im:
+        if im.mode not in ("P", "L", "I", "I;16"):
+            raise ValueError(f"label map {path} must be a palette or grey image of class values, "
+                             f"got mode {im.mode}")
+        lab = np.asarray(im)
+    if lab.size and int(lab.max()) > num_classes:
+        raise ValueError(f"label map {path} has class value {int(lab.max())}; allowed are 0..{num_classes}")
+    return lab.astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class FacadeTransform:
+    """Geometry + tensor conversion for one image (and optionally its label map).
+
+    Args:
+        size: target (H, W) or int; None keeps the source size (no resampling).
+        mode: "crop" (resize to cover, then centre crop) or "pad" (resize to fit, then pad).
+        train: draw a random crop (area fraction in ``scale``, aspect ratio factor in ``ratio``) and a
+            horizontal flip (p=0.5 when ``hflip``) from the generator passed to ``__call__``.
+        interpolation: "bilinear" | "bicubic" | "nearest" for the image; labels always use nearest.
+        pad_value: image fill for "pad" mode, in [0, 1]; labels are padded with 0.
+    """
+
+    size: tuple[int, int] | None = (128, 128)
+    mode: str = "crop"
+    train: bool = False
+    scale: tuple[float, float] = (0.2, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: bool = True
+    interpolation: str = "bilinear"
+    pad_value: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.size is not None:
+            object.__setattr__(self, "size", to_2tuple(self.size, "size"))
+        if self.mode not in ("crop", "pad"):
+            raise ValueError(f"mode must be 'crop' or 'pad', got {self.mode!r}")
+        if self.interpolation not in _RESAMPLE:
+            raise ValueError(f"interpolation must be one of {sorted(_RESAMPLE)}, got {self.interpolation!r}")
+        if not 0.0 < self.scale[0] <= self.scale[1] <= 1.0:
+            raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {self.scale}")
+        if not 0.0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"ratio must satisfy 0 < min <= max, got {self.ratio}")
+
+    @classmethod
+    def eval(cls, size: int | tuple[int, int] = 128, mode: str = "crop") -> FacadeTransform:
+        return cls(size=to_2tuple(size), mode=mode, train=False)
+
+    @classmethod
+    def training(cls, size: int | tuple[int, int] = 128, mode: str = "crop") -> FacadeTransform:
+        return cls(size=to_2tuple(size), mode=mode, train=True)
+
+    def _box(self, h: int, w: int, rng: np.random.Generator | None) -> Box:
+        th, tw = self.size
+        aspect = tw / th if self.mode == "crop" else w / h
+        if self.train:
+            lr = (math.log(self.ratio[0]), math.log(self.ratio[1]))
+            for _ in range(10):
+                area = h * w * rng.uniform(*self.scale)
+                a = aspect * math.exp(rng.uniform(*lr))
+                bw, bh = math.sqrt(area * a), math.sqrt(area / a)
+                if 1 <= bw <= w and 1 <= bh <= h:
+                    x0, y0 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+                    return (x0, y0, x0 + bw, y0 + bh)
+        if self.mode == "pad":
+            return (0.0, 0.0, float(w), float(h))
+        bw, bh = min(w, h * aspect), min(h, w / aspect)
+        return ((w - bw) / 2, (h - bh) / 2, (w + bw) / 2, (h + bh) / 2)
+
+    def apply_numpy(self, img: np.ndarray, label: np.ndarray | None = None,
+                    rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Args: img `(h, w, 3)` uint8, label `(h, w)` or None. Returns: `(H, W, 3)` uint8, label or None."""
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise ValueError(f"img must be (H, W, 3) uint8, got {img.shape} {img.dtype}")
+        h, w = img.shape[:2]
+        if label is not None and label.shape != (h, w):
+            raise ValueError(f"label map size {label.shape} differs from image size {(h, w)}")
+        if self.train and rng is None:
+            raise ValueError("rng must be given when train=True (randomness is explicit)")
+        if self.size is not None:
+            box = self._box(h, w, rng)
+            th, tw = self.size
+            bw, bh = box[2] - box[0], box[3] - box[1]
+            if self.mode == "pad":
+                s = min(th / bh, tw / bw)
+                ow, oh = max(1, min(tw, round(bw * s))), max(1, min(th, round(bh * s)))
+            else:
+                ow, oh = tw, th
+            img = self._resize(img, box, (ow, oh), _RESAMPLE[self.interpolation])
+            if label is not None:
+                label = self._resize(label, box, (ow, oh), Image.Resampling.NEAREST)
+            if (oh, ow) != (th, tw):
+                top, left = (th - oh) // 2, (tw - ow) // 2
+                canvas = np.full((th, tw, 3), round(self.pad_value * 255), np.uint8)
+                canvas[top:top + oh, left:left + ow] = img
+                img = canvas
+                if label is not None:
+                    lab = np.zeros((th, tw), label.dtype)
+                    lab[top:top + oh, left:left + ow] = label
+                    label = lab
+        if self.train and self.hflip and rng.random() < 0.5:
+            img = img[:, ::-1]
+            label = None if label is None else label[:, ::-1]
+        return np.ascontiguousarray(img), None if label is None else np.ascontiguousarray(label)
+
+    @staticmethod
+    def _resize(a: np.ndarray, box: Box, out: tuple[int, int], resample) -> np.ndarray:
+        full = box == (0.0, 0.0, float(a.shape[1]), float(a.shape[0]))
+        if full and out == (a.shape[1], a.shape[0]):
+            return a
+        return np.asarray(Image.fromarray(a).resize(out, resample, box=box, reducing_gap=None))
+
+    def __call__(self, img: np.ndarray, label: np.ndarray | None = None,
+                 rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Args: img `(h, w, 3)` uint8, label `(h, w)` or None, rng (needed when train).
+
+        Returns: image `(3, H, W)` float32 in [0, 1] and label `(H, W)` int64 (or None).
+        """
+        img, label = self.apply_numpy(img, label, rng)
+        x = torch.from_numpy(np.array(img, copy=not img.flags.writeable)).permute(2, 0, 1).float().div_(255.0)
+        return x, None if label is None else torch.from_numpy(label.astype(np.int64))
