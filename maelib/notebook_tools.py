@@ -1,0 +1,117 @@
+"""Notebook maintenance: execute in place (clean outputs) and write student copies without solutions.
+
+``python -m maelib.notebook_tools execute notebooks/*.ipynb``
+``python -m maelib.notebook_tools strip-solutions notebooks/*.ipynb --out student/``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+SOLUTION_TAG = "solution"
+STUDENT_STUB = "# The solution is not part of the student copy: write your own in the exercise cell above."
+_PATH_RE = re.compile(r"(/work/|/root/|/home/[a-z][\w.-]*/|/tmp/[A-Za-z0-9_.-]+/)[^\s'\"]*")
+
+
+def _atomic_write(nb, path: Path) -> None:
+    import nbformat
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            nbformat.write(nb, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def clean_notebook(nb) -> None:
+    """Drop widget-state blobs and execution metadata; replace machine paths in outputs with ``<path>``."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                out["text"] = _PATH_RE.sub("<path>", out["text"])
+            for key, val in out.get("data", {}).items():
+                if key.startswith("text/") and isinstance(val, str):
+                    out["data"][key] = _PATH_RE.sub("<path>", val)
+            out.get("data", {}).pop("application/vnd.jupyter.widget-view+json", None)
+
+
+def execute(paths: list[Path], timeout: int = 1200, kernel: str = "python3") -> None:
+    """Execute notebooks in place (working directory: the notebook's folder), then clean them."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=timeout, kernel_name=kernel,
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        clean_notebook(nb)
+        _atomic_write(nb, path)
+        print(f"executed {path}")
+
+
+def strip_solutions(nb):
+    """Return a copy of ``nb`` whose cells tagged ``solution`` are replaced by a stub and lose outputs."""
+    import copy
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
+            if cell.cell_type == "code":
+                cell.source = STUDENT_STUB
+                cell.outputs = []
+                cell.execution_count = None
+            else:
+                cell.source = "*Write your answer here.*"
+            cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != SOLUTION_TAG] + ["exercise"]
+    return nb
+
+
+def write_student_copies(paths: list[Path], out_dir: Path) -> list[Path]:
+    """Write student copies of ``paths`` into ``out_dir``; returns the written paths."""
+    import nbformat
+
+    written = []
+    for path in paths:
+        nb = strip_solutions(nbformat.read(path, as_version=4))
+        target = Path(out_dir) / Path(path).name
+        _atomic_write(nb, target)
+        written.append(target)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m maelib.notebook_tools", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("execute", help="execute notebooks in place")
+    ex.add_argument("notebooks", nargs="+", type=Path)
+    ex.add_argument("--timeout", type=int, default=1200)
+    st = sub.add_parser("strip-solutions", help="write student copies without solution cells")
+    st.add_argument("notebooks", nargs="+", type=Path)
+    st.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    missing = [p for p in args.notebooks if not p.is_file()]
+    if missing:
+        parser.error(f"notebook not found: {', '.join(map(str, missing))}")
+    if args.command == "execute":
+        execute(args.notebooks, timeout=args.timeout)
+    else:
+        for p in write_student_copies(args.notebooks, args.out):
+            print(f"wrote {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

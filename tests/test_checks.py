@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+from maelib import checks as C
+from maelib import mae_vit_tiny_patch16
+from maelib.masking import block_bbox_shape, block_mask
+from maelib.metrics import masked_psnr
+from maelib.patches import patchify
+
+
+def _not_yet(*args):
+    raise NotImplementedError
+
+
+def _v(capsys, ok: bool, expect: bool, *needles: str) -> str:
+    out = capsys.readouterr().out
+    assert ok is expect, out
+    assert len(out.strip().splitlines()) == 1, out
+    for needle in needles:
+        assert needle in out, out
+    return out
+
+
+def test_checks_imports_only_the_standard_library_at_import_time():
+    tree = ast.parse(Path(C.__file__).read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name.split(".")[0] for n in top if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in top if isinstance(n, ast.ImportFrom)}
+    assert names <= {"__future__", "math", "collections", "typing"}, names
+
+
+def test_generic_check(capsys):
+    _v(capsys, C.check("sum", 42, 42), True, "✓ sum")
+    _v(capsys, C.check("sum", lambda: 41, 42, hint="count again"), False, "41", "expected 42", "count again")
+    _v(capsys, C.check("t", torch.ones(3) * 1.5, torch.ones(3)), False, "3 of 3 values differ")
+    _v(capsys, C.check("t", [1, 2], (1, 2)), True)
+    _v(capsys, C.check("shape", torch.ones(2, 3), torch.ones(3, 2)), False, "shape (2, 3)")
+    _v(capsys, C.check("word", "mask", "mask"), True)
+    _v(capsys, C.check("later", _not_yet, 1), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check("later", ..., 1), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check("none", None, 1), False, "None")
+    _v(capsys, C.check("boom", lambda: 1 / 0, 1), False, "ZeroDivisionError")
+
+
+def _einsum_patchify(eq: str):
+    def fn(x, p):
+        n, c, h, w = x.shape
+        y = torch.einsum(eq, x.reshape(n, c, h // p, p, w // p, p))
+        return y.reshape(n, (h // p) * (w // p), p * p * c)
+    return fn
+
+
+def test_check_patchify(capsys):
+    _v(capsys, C.check_patchify(_not_yet), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_patchify(patchify), True, "✓ patchify")
+    _v(capsys, C.check_patchify(_einsum_patchify("nchpwq->nhwpqc")), True)
+    _v(capsys, C.check_patchify(_einsum_patchify("nchpwq->nhwcpq")), False, "(c, p, q)")
+    _v(capsys, C.check_patchify(_einsum_patchify("nchpwq->nwhpqc")), False, "column-major")
+    _v(capsys, C.check_patchify(lambda x, p: x.reshape(x.shape[0], -1, p * p * 3)), False, "plain reshape")
+    _v(capsys, C.check_patchify(lambda x, p: patchify(x, p).reshape(2, 6, 3, -1)), False,
+             "shape (2, 6, 3, 64)", "flatten each patch")
+    _v(capsys, C.check_patchify(lambda x, p: patchify(x, p) + 1), False, "not the image's patches")
+    _v(capsys, C.check_patchify(lambda x, p: None), False, "forget `return`")
+
+
+def _official(x, mask_ratio, noise):
+    n, length, d = x.shape
+    keep = int(length * (1 - mask_ratio))
+    ids_shuffle = noise.argsort(dim=1)
+    ids_restore = ids_shuffle.argsort(dim=1)
+    x_masked = x.gather(1, ids_shuffle[:, :keep, None].expand(-1, -1, d))
+    mask = torch.ones(n, length)
+    mask[:, :keep] = 0
+    return x_masked, mask.gather(1, ids_restore), ids_restore
+
+
+def test_check_random_masking(capsys):
+    _v(capsys, C.check_random_masking(_not_yet), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_random_masking(_official), True, "ids_restore")
+    _v(capsys, C.check_random_masking(lambda *a: _official(*a)[1].bool()), True)
+    _v(capsys, C.check_random_masking(lambda *a: _official(*a)[:2]), True)
+    _v(capsys, C.check_random_masking(lambda *a: ...), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_random_masking(lambda *a: 1 - _official(*a)[1]), False,
+             "marks 4 patches, expected 12 masked", "KEPT")
+
+    def int_of_ratio(x, r, noise):
+        rank = noise.argsort(1).argsort(1)
+        return (rank >= x.shape[1] - int(x.shape[1] * r)).float()
+
+    _v(capsys, C.check_random_masking(int_of_ratio), False, "marks 7 patches, expected 8")
+
+    def shuffled(x, r, noise):
+        m = torch.ones(x.shape[:2])
+        m[:, : int(x.shape[1] * (1 - r))] = 0
+        return m
+
+    _v(capsys, C.check_random_masking(shuffled), False, "shuffled order")
+    _v(capsys, C.check_random_masking(lambda x, r, noise: _official(x, r, -noise)[1]), False,
+             "smallest noise")
+    _v(capsys, C.check_random_masking(lambda x, r, noise: _official(x, r, torch.rand_like(noise))[1]),
+             False, "not the right ones")
+
+    def bad_restore(x, r, noise):
+        xm, m, ids = _official(x, r, noise)
+        return xm, m, noise.argsort(1)
+
+    _v(capsys, C.check_random_masking(bad_restore), False, "ids_restore does not put")
+
+    def masked_tokens(x, r, noise):
+        xm, m, ids = _official(x, r, noise)
+        return x.gather(1, noise.argsort(1)[:, -xm.shape[1]:, None].expand_as(xm)), m, ids
+
+    _v(capsys, C.check_random_masking(masked_tokens), False, "visible tokens")
+
+
+def _band(grid, ratio, flipped, rows=None, top=None, cols=False):
+    gh, gw = grid
+    k = int(round(ratio * gh)) if rows is None else rows
+    m = torch.zeros(gh, gw)
+    at_top = flipped if top is None else top
+    if cols:
+        m[:, gw - k:] = 1
+    elif at_top:
+        m[:k] = 1
+    elif k:
+        m[gh - k:] = 1
+    return m
+
+
+def test_check_block_mask(capsys):
+    _v(capsys, C.check_block_mask(_not_yet), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_block_mask(lambda g, r, f: block_mask(1, g, r, flipped=f)[0]), True)
+    _v(capsys, C.check_block_mask(_band), True)
+    _v(capsys, C.check_block_mask(lambda g, r, f: 1 - _band(g, r, f)), False, "KEPT")
+    _v(capsys, C.check_block_mask(lambda g, r, f: _band(g, r, f, top=True)), False,
+             "flipped=False: your band is at the top")
+    _v(capsys, C.check_block_mask(lambda g, r, f: _band(g, r, f, top=False)), False,
+             "flipped=True: your band is at the bottom")
+    _v(capsys, C.check_block_mask(lambda g, r, f: _band(g, r, f, rows=int(r * g[0]))), False,
+             "you mask 3 rows, expected", "= 4")
+    _v(capsys, C.check_block_mask(lambda g, r, f: _band(g, r, f, cols=True)), False, "columns")
+    _v(capsys, C.check_block_mask(lambda g, r, f: _band(g, r, f)[:2]), False, "shape")
+
+
+def _counts(grid, b, r, *, after_block=False, naive=False):
+    length = grid[0] * grid[1]
+    bh, bw = block_bbox_shape(grid, b)
+    total = length - int(length * (1 - (b + r)))
+    rand = total - bh * bw
+    if after_block:
+        rand = int(r * (length - bh * bw))
+    if naive:
+        rand = length - int(length * (1 - b - r)) - bh * bw
+    return bh * bw, rand, length - bh * bw - rand
+
+
+def test_check_combined_counts(capsys):
+    _v(capsys, C.check_combined_counts(_not_yet), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_combined_counts(_counts), True)
+    _v(capsys, C.check_combined_counts(
+        lambda g, b, r: dict(zip(("num_block", "num_random", "num_visible"), _counts(g, b, r)))), True)
+    _v(capsys, C.check_combined_counts(lambda g, b, r: _counts(g, b, r, after_block=True)), False,
+             "expected (56, 91, 49)", "ratios add up")
+    _v(capsys, C.check_combined_counts(lambda g, b, r: _counts(g, b, r, naive=True)), False,
+             "Floating point")
+    _v(capsys, C.check_combined_counts(lambda g, b, r: (int(b * g[0] * g[1]), 0, 0)), False, "near-square")
+    _v(capsys, C.check_combined_counts(lambda g, b, r: (*_counts(g, b, r)[:2], 0)), False, "Visible =")
+    _v(capsys, C.check_combined_counts(lambda g, b, r: "56"), False, "three integers")
+
+
+def _psnr(pred, target, mask, *, channels=True, peak=1.0):
+    m = mask.expand_as(pred) if channels else mask
+    se = ((pred - target) ** 2 * mask).flatten(1).sum(1)
+    mse = se / m.flatten(1).sum(1)
+    return 10 * torch.log10(peak**2 / mse)
+
+
+def test_check_masked_psnr(capsys):
+    _v(capsys, C.check_masked_psnr(_not_yet), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_masked_psnr(masked_psnr), True, "dB over the masked pixels")
+    _v(capsys, C.check_masked_psnr(_psnr), True)
+    _v(capsys, C.check_masked_psnr(lambda *a: _psnr(*a).mean()), True)
+    _v(capsys, C.check_masked_psnr(lambda p, t, m: _psnr(p, t, torch.ones_like(m))), False, "all pixels")
+    _v(capsys, C.check_masked_psnr(lambda p, t, m: _psnr(p, t, 1 - m)), False, "visible pixels")
+    _v(capsys, C.check_masked_psnr(lambda *a: _psnr(*a, channels=False)), False, "mask.sum() * channels")
+    _v(capsys, C.check_masked_psnr(lambda *a: _psnr(*a, peak=255.0)), False, "not 255")
+    _v(capsys, C.check_masked_psnr(lambda *a: 10 ** (-_psnr(*a) / 10)), False, "returned the MSE")
+    _v(capsys, C.check_masked_psnr(lambda *a: _psnr(*a) + 1), False, "expected")
+    _v(capsys, C.check_masked_psnr(lambda p, t, m: torch.zeros(3)), False, "one PSNR per image")
+
+
+def _loss(pred, target, mask):
+    per = ((pred - target) ** 2).mean(dim=-1)
+    return (per * mask).sum() / mask.sum()
+
+
+def test_check_loss_on_masked_only(capsys):
+    _v(capsys, C.check_loss_on_masked_only(_not_yet), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_loss_on_masked_only(_loss), True, "24 masked patches")
+    _v(capsys, C.check_loss_on_masked_only(lambda p, t, m: ((p - t) ** 2).mean()), False, "all patches")
+    _v(capsys, C.check_loss_on_masked_only(lambda p, t, m: _loss(p, t, 1 - m)), False, "visible patches")
+    _v(capsys, C.check_loss_on_masked_only(lambda p, t, m: _loss(p, t, m) * m.sum()), False,
+             "divide by the number of masked patches")
+    _v(capsys, C.check_loss_on_masked_only(lambda p, t, m: _loss(p, t, m) * m.sum() / m.numel()), False,
+             "not by all N*L")
+    _v(capsys, C.check_loss_on_masked_only(lambda p, t, m: _loss(p, t, m) * p.shape[-1]), False,
+             ".mean(dim=-1)")
+    _v(capsys, C.check_loss_on_masked_only(
+        lambda p, t, m: ((p - t).abs().mean(-1) * m).sum() / m.sum()), False, "absolute error")
+    _v(capsys, C.check_loss_on_masked_only(lambda p, t, m: ((p - t) ** 2).mean(-1)), False, "one number")
+
+
+@pytest.fixture(scope="module")
+def frozen_model():
+    model = mae_vit_tiny_patch16(img_size=32, depth=2, decoder_depth=1, num_new_blocks=1)
+    model.freeze_pretrained_weights()
+    return model
+
+
+def test_check_trainable_params(capsys, frozen_model):
+    params = list(frozen_model.parameters())
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    total = sum(p.numel() for p in params)
+    assert 0 < trainable < total
+    _v(capsys, C.check_trainable_params(..., frozen_model), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_trainable_params(_not_yet, frozen_model), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_trainable_params(trainable, frozen_model), True, f"{trainable:,} trainable")
+    _v(capsys, C.check_trainable_params(
+        lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad), frozen_model), True)
+    _v(capsys, C.check_trainable_params(total, frozen_model), False, "including frozen")
+    _v(capsys, C.check_trainable_params(total - trainable, frozen_model), False, "frozen count")
+    _v(capsys, C.check_trainable_params(sum(p.requires_grad for p in params), frozen_model), False,
+             "p.numel()")
+    _v(capsys, C.check_trainable_params(trainable + 1, frozen_model), False, f"expected {trainable:,}")
+    _v(capsys, C.check_trainable_params("many", frozen_model), False, "whole number")
