@@ -1,9 +1,8 @@
-"""maelib: Masked Autoencoders with a Vision Transformer — masking strategies, facade inpainting, tutorials."""
+"""maelib: Masked Autoencoders with a Vision Transformer: masking strategies, facade inpainting, tutorials."""
 
+from .mask_specs import CurriculumSchedule, MaskSpec
 from .masking import (
     MASK_MODES,
-    CurriculumSchedule,
-    MaskSpec,
     apply_mask,
     block_bbox_mask,
     block_mask,
@@ -30,3 +29,16 @@ from .patches import grid_size, patch_mask_to_pixel_mask, patchify, pixel_mask_t
 from .pos_embed import get_2d_sincos_pos_embed, interpolate_pos_embed
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "CurriculumSchedule", "MaskSpec",
+    "MASK_MODES", "apply_mask", "block_bbox_mask", "block_mask", "combined_mask", "given_mask",
+    "ids_from_mask", "make_mask", "random_mask",
+    "MODELS", "MAEConfig", "MaskedAutoencoderViT", "create_model", "mae_vit_base_patch16",
+    "mae_vit_huge_patch14", "mae_vit_large_patch16", "mae_vit_small_patch16", "mae_vit_tiny_patch8",
+    "mae_vit_tiny_patch16",
+    "IMAGENET_MEAN", "IMAGENET_STD", "Normalization",
+    "grid_size", "patch_mask_to_pixel_mask", "patchify", "pixel_mask_to_patch_mask", "unpatchify",
+    "get_2d_sincos_pos_embed", "interpolate_pos_embed",
+    "__version__",
+]

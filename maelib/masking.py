@@ -1,9 +1,11 @@
-"""Masking strategies. The boolean mask `(N, L)` (1 = masked) is the truth; ids derive from it here."""
+"""Masking strategies. The boolean mask `(N, L)` (1 = masked) is the truth; ids derive from it here.
+
+Settings (``MaskSpec``) and the curriculum live in :mod:`maelib.mask_specs`."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+import numbers
 
 import torch
 
@@ -13,7 +15,7 @@ MASK_MODES = ("random", "block", "block_bbox", "combined", "given")
 
 
 def _check_ratio(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
         raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
     return float(value)
 
@@ -21,6 +23,22 @@ def _check_ratio(name: str, value: float) -> float:
 def _num_masked(length: int, ratio: float) -> int:
     """Masked count for a ratio, with the official MAE rounding: L - int(L * (1 - ratio))."""
     return length - int(length * (1.0 - ratio))
+
+
+def _draw_noise(n: int, length: int, noise: torch.Tensor | None, generator, device) -> torch.Tensor:
+    if noise is None:
+        return torch.rand(n, length, generator=generator, device=device)
+    if tuple(noise.shape) != (n, length):
+        raise ValueError(f"noise must have shape {(n, length)}, got {tuple(noise.shape)}")
+    return noise
+
+
+def _equal_counts(mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample masked counts `(N,)`; ValueError unless every sample masks as many patches."""
+    counts = mask.sum(dim=1)
+    if counts.numel() and not torch.equal(counts, counts[:1].expand_as(counts)):
+        raise ValueError(f"mask: every sample must mask as many patches, got counts {counts.tolist()}")
+    return counts
 
 
 def _draw_offsets(n: int, high: int, generator: torch.Generator | None, device) -> torch.Tensor:
@@ -34,13 +52,8 @@ def _bottom_up_rows(gh: int, flipped: bool, device) -> torch.Tensor:
 
 
 def random_mask(
-    batch_size: int,
-    grid: Size2,
-    mask_ratio: float,
-    *,
-    noise: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
+    batch_size: int, grid: Size2, mask_ratio: float, *, noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None, device: torch.device | str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Official MAE random masking: keep the ``int(L * (1 - mask_ratio))`` patches of lowest noise.
 
@@ -55,24 +68,15 @@ def random_mask(
     gh, gw = to_2tuple(grid, "grid")
     length = gh * gw
     mask_ratio = _check_ratio("mask_ratio", mask_ratio)
-    if noise is None:
-        noise = torch.rand(batch_size, length, generator=generator, device=device)
-    elif noise.shape != (batch_size, length):
-        raise ValueError(f"noise must have shape {(batch_size, length)}, got {tuple(noise.shape)}")
+    noise = _draw_noise(batch_size, length, noise, generator, device)
     len_keep = int(length * (1 - mask_ratio))
     rank = noise.argsort(dim=1).argsort(dim=1)
     return rank >= len_keep, noise
 
 
 def block_mask(
-    batch_size: int,
-    grid: Size2,
-    block_ratio: float,
-    *,
-    flipped: bool = False,
-    random_offset: bool = False,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
+    batch_size: int, grid: Size2, block_ratio: float, *, flipped: bool = False, random_offset: bool = False,
+    generator: torch.Generator | None = None, device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """A band of ``round(block_ratio * gh)`` full patch rows at the bottom of the facade.
 
@@ -98,26 +102,23 @@ def block_mask(
 
 
 def block_bbox_shape(grid: Size2, block_ratio: float) -> Size2:
-    """Rows and columns `(bh, bw)` of the near-square block covering about ``block_ratio * L`` patches."""
+    """Rows and columns `(bh, bw)` of the near-square block covering about ``block_ratio * L`` patches
+    (``|bh*bw - block_ratio*L| <= max(bh, bw) / 2``; a grid too narrow for a square gets a taller block)."""
     gh, gw = to_2tuple(grid, "grid")
-    target = block_ratio * gh * gw
+    target = _check_ratio("block_ratio", block_ratio) * gh * gw
     if target < 0.5:
         return 0, 0
     side = max(1, round(math.sqrt(target)))
     bh = min(side, gh)
     bw = min(max(1, round(target / bh)), gw)
+    if bw == gw:
+        bh = min(max(bh, round(target / gw)), gh)
     return bh, bw
 
 
 def block_bbox_mask(
-    batch_size: int,
-    grid: Size2,
-    block_ratio: float,
-    *,
-    flipped: bool = False,
-    random_offset: bool = False,
-    horizontal_random_offset: bool = False,
-    generator: torch.Generator | None = None,
+    batch_size: int, grid: Size2, block_ratio: float, *, flipped: bool = False, random_offset: bool = False,
+    horizontal_random_offset: bool = False, generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """A near-square block of about ``block_ratio * L`` patches (see :func:`block_bbox_shape`).
@@ -147,23 +148,16 @@ def block_bbox_mask(
 
 
 def combined_mask(
-    batch_size: int,
-    grid: Size2,
-    block_ratio: float,
-    random_ratio: float,
-    *,
-    flipped: bool = False,
-    random_offset: bool = False,
-    horizontal_random_offset: bool = False,
-    noise: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
+    batch_size: int, grid: Size2, block_ratio: float, random_ratio: float, *, flipped: bool = False,
+    random_offset: bool = False, horizontal_random_offset: bool = False, noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None, device: torch.device | str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One :func:`block_bbox_mask` block plus random patches drawn only outside it.
 
     The total masked count is that of random masking at ``block_ratio + random_ratio``
-    (``L - int(L * (1 - block_ratio - random_ratio))``): the block takes ``bh*bw`` of them and the rest are
-    random, so 0.3 + 0.45 masks exactly as many patches as MAE's usual random 0.75.
+    (``L - int(L * (1 - block_ratio - random_ratio))``, the sum rounded to 9 decimals so that e.g.
+    0.45 + 0.3 counts as 0.75): the block takes ``bh*bw`` of them (all of them if the block alone is larger)
+    and the rest are random, so 0.3 + 0.45 masks exactly as many patches as MAE's usual random 0.75.
 
     Returns:
         mask `(N, L)` bool, and the noise `(N, L)` used to draw the random part.
@@ -173,18 +167,13 @@ def combined_mask(
     block_ratio = _check_ratio("block_ratio", block_ratio)
     random_ratio = _check_ratio("random_ratio", random_ratio)
     if block_ratio + random_ratio >= 1.0:
-        raise ValueError(
-            f"block_ratio + random_ratio must be < 1, got {block_ratio} + {random_ratio} = {block_ratio + random_ratio}"
-        )
+        raise ValueError(f"block_ratio + random_ratio must be < 1, got {block_ratio} + {random_ratio}")
     block = block_bbox_mask(
         batch_size, (gh, gw), block_ratio, flipped=flipped, random_offset=random_offset,
         horizontal_random_offset=horizontal_random_offset, generator=generator, device=device,
     )
-    if noise is None:
-        noise = torch.rand(batch_size, length, generator=generator, device=device)
-    elif noise.shape != (batch_size, length):
-        raise ValueError(f"noise must have shape {(batch_size, length)}, got {tuple(noise.shape)}")
-    n_total = max(_num_masked(length, block_ratio + random_ratio), int(block[0].sum()))
+    noise = _draw_noise(batch_size, length, noise, generator, device)
+    n_total = max(_num_masked(length, round(block_ratio + random_ratio, 9)), int(block[0].sum()))
     key = noise.masked_fill(block, -1.0)
     rank = key.argsort(dim=1).argsort(dim=1)
     return rank < n_total, noise
@@ -213,11 +202,9 @@ def given_mask(mask: torch.Tensor, grid: Size2, batch_size: int | None = None) -
         if not torch.all((mask == 0) | (mask == 1)):
             raise ValueError("mask must be boolean or contain only 0 and 1")
         mask = mask.bool()
-    counts = mask.sum(dim=1)
-    if counts.numel() and not torch.all(counts == counts[0]):
-        raise ValueError(f"every sample must mask the same number of patches, got counts {counts.tolist()}")
+    counts = _equal_counts(mask)
     if counts.numel() and int(counts[0]) == mask.shape[1]:
-        raise ValueError("mask must leave at least one patch visible")
+        raise ValueError("mask must leave at least one patch visible, got every patch masked")
     return mask
 
 
@@ -232,15 +219,33 @@ def ids_from_mask(mask: torch.Tensor, noise: torch.Tensor | None = None) -> tupl
         ids_keep `(N, K)` and ids_restore `(N, L)`, with ``ids_shuffle = cat(ids_keep, masked ids)`` and
         ``ids_restore = argsort(ids_shuffle)``.
     """
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 2:
+        raise ValueError(f"mask must be a tensor of shape (N, L), got {getattr(mask, 'shape', type(mask))}")
     n, length = mask.shape
-    order = torch.arange(length, device=mask.device).expand(n, length)
-    if noise is not None:
+    mask = mask.bool()
+    counts = _equal_counts(mask)
+    if noise is None:
+        order = torch.arange(length, device=mask.device).expand(n, length)
+    elif noise.shape != mask.shape:
+        raise ValueError(f"noise must have the mask's shape {tuple(mask.shape)}, got {tuple(noise.shape)}")
+    else:
         order = noise.argsort(dim=1)
     in_order = mask.gather(1, order).to(torch.uint8)
     ids_shuffle = order.gather(1, in_order.argsort(dim=1, stable=True))
     ids_restore = ids_shuffle.argsort(dim=1)
-    len_keep = length - int(mask[0].sum()) if n else length
+    len_keep = length - int(counts[0]) if n else length
     return ids_shuffle[:, :len_keep], ids_restore
+
+
+def take_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Per-sample row gather ``out[n, k] = x[n, ids[n, k]]``, as ``x.gather`` with an expanded index but done
+    as one flat ``index_select`` (several times faster on CPU).
+
+    Args: x `(N, L, D)`, ids `(N, K)`. Returns: `(N, K, D)`.
+    """
+    n, length, d = x.shape
+    offsets = torch.arange(n, device=ids.device)[:, None] * length
+    return x.reshape(n * length, d).index_select(0, (ids + offsets).reshape(-1)).reshape(n, ids.shape[1], d)
 
 
 def apply_mask(
@@ -256,95 +261,17 @@ def apply_mask(
         x_masked `(N, K, D)`, ids_keep `(N, K)`, ids_restore `(N, L)`.
     """
     ids_keep, ids_restore = ids_from_mask(mask, noise)
-    x_masked = x.gather(1, ids_keep[:, :, None].expand(-1, -1, x.shape[-1]))
-    return x_masked, ids_keep, ids_restore
-
-
-@dataclass(frozen=True)
-class MaskSpec:
-    """A masking setting: ``mode`` plus the options that mode reads.
-
-    ``MaskSpec.parse`` reads ``"random:0.75"``, ``"block:0.5"``, ``"block_bbox:0.3"``,
-    ``"combined:0.3+0.45"``, with optional flags ``",flipped"``, ``",random_offset"``,
-    ``",horizontal_random_offset"``.
-    """
-
-    mode: str = "random"
-    mask_ratio: float = 0.75
-    block_ratio: float = 0.5
-    random_ratio: float = 0.0
-    flipped: bool = False
-    random_offset: bool = False
-    horizontal_random_offset: bool = False
-
-    def __post_init__(self) -> None:
-        if self.mode not in MASK_MODES[:-1]:
-            raise ValueError(f"mode must be one of {MASK_MODES[:-1]}, got {self.mode!r}")
-        _check_ratio("mask_ratio", self.mask_ratio)
-        _check_ratio("block_ratio", self.block_ratio)
-        _check_ratio("random_ratio", self.random_ratio)
-        if self.mode == "combined" and self.block_ratio + self.random_ratio >= 1:
-            raise ValueError(f"block_ratio + random_ratio must be < 1, got {self.block_ratio + self.random_ratio}")
-
-    @classmethod
-    def parse(cls, text: str) -> MaskSpec:
-        head, *flags = [t.strip() for t in text.split(",")]
-        mode, _, value = head.partition(":")
-        kwargs: dict = {"mode": mode}
-        try:
-            if mode == "random" and value:
-                kwargs["mask_ratio"] = float(value)
-            elif mode in ("block", "block_bbox") and value:
-                kwargs["block_ratio"] = float(value)
-            elif mode == "combined" and value:
-                b, _, r = value.partition("+")
-                kwargs["block_ratio"], kwargs["random_ratio"] = float(b), float(r or 0)
-        except ValueError:
-            raise ValueError(f"cannot read mask spec {text!r}: ratios must be numbers") from None
-        for flag in flags:
-            if flag not in ("flipped", "random_offset", "horizontal_random_offset"):
-                raise ValueError(f"unknown flag {flag!r} in mask spec {text!r}")
-            kwargs[flag] = True
-        return cls(**kwargs)
-
-    def __str__(self) -> str:
-        value = {"random": f"{self.mask_ratio:g}", "block": f"{self.block_ratio:g}",
-                 "block_bbox": f"{self.block_ratio:g}",
-                 "combined": f"{self.block_ratio:g}+{self.random_ratio:g}"}[self.mode]
-        flags = [f for f in ("flipped", "random_offset", "horizontal_random_offset") if getattr(self, f)]
-        return ",".join([f"{self.mode}:{value}", *flags])
-
-    def options(self) -> dict:
-        """Keyword options for :func:`make_mask` / ``model(imgs, **spec.options())``."""
-        d = asdict(self)
-        keep = {"random": ("mode", "mask_ratio"),
-                "block": ("mode", "block_ratio", "flipped", "random_offset"),
-                "block_bbox": ("mode", "block_ratio", "flipped", "random_offset", "horizontal_random_offset"),
-                "combined": ("mode", "block_ratio", "random_ratio", "flipped", "random_offset",
-                             "horizontal_random_offset")}[self.mode]
-        out = {k: d[k] for k in keep}
-        out["mask_mode"] = out.pop("mode")
-        return out
-
-    def replace(self, **changes) -> MaskSpec:
-        return replace(self, **changes)
+    if not isinstance(x, torch.Tensor) or x.ndim != 3 or tuple(x.shape[:2]) != tuple(mask.shape):
+        raise ValueError(f"x must be (N, L, D) for mask {tuple(mask.shape)}, got {getattr(x, 'shape', x)}")
+    return take_tokens(x, ids_keep), ids_keep, ids_restore
 
 
 def make_mask(
-    mask_mode: str,
-    batch_size: int,
-    grid: Size2,
-    *,
-    mask: torch.Tensor | None = None,
-    noise: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    mask_mode: str, batch_size: int, grid: Size2, *, mask: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
-    mask_ratio: float = 0.75,
-    block_ratio: float = 0.5,
-    random_ratio: float = 0.0,
-    flipped: bool = False,
-    random_offset: bool = False,
-    horizontal_random_offset: bool = False,
+    mask_ratio: float = 0.75, block_ratio: float = 0.5, random_ratio: float = 0.0, flipped: bool = False,
+    random_offset: bool = False, horizontal_random_offset: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Dispatch to a strategy by name (``MASK_MODES``); ``mask`` given means ``"given"``.
 
@@ -369,43 +296,3 @@ def make_mask(
                              random_offset=random_offset, horizontal_random_offset=horizontal_random_offset,
                              noise=noise, generator=generator, device=device)
     raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
-
-
-@dataclass(frozen=True)
-class CurriculumSchedule:
-    """The fine-tuning curriculum: random masking for ``warmup_epochs``, then combined masking whose
-    block ratio grows linearly from ``block_start`` to ``block_end`` while the total stays ``total_ratio``."""
-
-    total_epochs: int
-    warmup_epochs: int = 2
-    total_ratio: float = 0.75
-    block_start: float = 0.1
-    block_end: float = 0.5
-    flipped: bool = False
-    horizontal_random_offset: bool = True
-
-    def __post_init__(self) -> None:
-        if self.total_epochs < 1:
-            raise ValueError(f"total_epochs must be >= 1, got {self.total_epochs}")
-        if not 0 <= self.warmup_epochs <= self.total_epochs:
-            raise ValueError(f"warmup_epochs must be in [0, total_epochs], got {self.warmup_epochs}")
-        _check_ratio("total_ratio", self.total_ratio)
-        for name in ("block_start", "block_end"):
-            if not 0.0 <= getattr(self, name) <= self.total_ratio:
-                raise ValueError(f"{name} must be in [0, total_ratio={self.total_ratio}], got {getattr(self, name)}")
-
-    def block_ratio(self, epoch: float) -> float:
-        """Block ratio at ``epoch`` (0 during warm-up)."""
-        if epoch < self.warmup_epochs:
-            return 0.0
-        span = max(self.total_epochs - 1 - self.warmup_epochs, 1)
-        t = min(max((epoch - self.warmup_epochs) / span, 0.0), 1.0)
-        return self.block_start + t * (self.block_end - self.block_start)
-
-    def spec(self, epoch: float) -> MaskSpec:
-        """The :class:`MaskSpec` for ``epoch``."""
-        if epoch < self.warmup_epochs:
-            return MaskSpec("random", mask_ratio=self.total_ratio)
-        b = round(self.block_ratio(epoch), 6)
-        return MaskSpec("combined", block_ratio=b, random_ratio=round(self.total_ratio - b, 6),
-                        flipped=self.flipped, horizontal_random_offset=self.horizontal_random_offset)

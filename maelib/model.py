@@ -10,7 +10,15 @@ import torch.nn as nn
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 
-from .masking import apply_mask, block_bbox_mask, block_mask, combined_mask, make_mask, random_mask
+from .masking import (
+    apply_mask,
+    block_bbox_mask,
+    block_mask,
+    combined_mask,
+    make_mask,
+    random_mask,
+    take_tokens,
+)
 from .norm import Normalization
 from .patches import grid_size, patchify, to_2tuple, unpatchify
 from .pos_embed import get_2d_sincos_pos_embed
@@ -42,11 +50,15 @@ class MAEConfig:
         if isinstance(self.normalization, dict):
             object.__setattr__(self, "normalization", Normalization.from_dict(self.normalization))
         grid_size(self.img_size, self.patch_size)
-        for name in ("embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads"):
+        for name in ("in_chans", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth",
+                     "decoder_num_heads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.embed_dim % self.num_heads or self.decoder_embed_dim % self.decoder_num_heads:
-            raise ValueError("embed_dim / decoder_embed_dim must be divisible by num_heads / decoder_num_heads")
+            raise ValueError(
+                f"embed_dim / decoder_embed_dim must be divisible by num_heads / decoder_num_heads, got "
+                f"{self.embed_dim}/{self.num_heads} and {self.decoder_embed_dim}/{self.decoder_num_heads}"
+            )
         if self.num_new_blocks < 0:
             raise ValueError(f"num_new_blocks must be >= 0, got {self.num_new_blocks}")
         if self.loss not in LOSSES:
@@ -68,9 +80,12 @@ class MAEConfig:
 
 
 _ARCH = dict(
-    tiny=dict(embed_dim=192, depth=12, num_heads=3, decoder_embed_dim=128, decoder_depth=4, decoder_num_heads=4),
-    small=dict(embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8),
-    base=dict(embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),
+    tiny=dict(embed_dim=192, depth=12, num_heads=3, decoder_embed_dim=128, decoder_depth=4,
+              decoder_num_heads=4),
+    small=dict(embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=256, decoder_depth=4,
+               decoder_num_heads=8),
+    base=dict(embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=512, decoder_depth=8,
+              decoder_num_heads=16),
     large=dict(embed_dim=1024, depth=24, num_heads=16, decoder_embed_dim=512, decoder_depth=8,
                decoder_num_heads=16),
     huge=dict(embed_dim=1280, depth=32, num_heads=16, decoder_embed_dim=512, decoder_depth=8,
@@ -90,8 +105,9 @@ class MaskedAutoencoderViT(nn.Module):
     def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int = 16, in_chans: int = 3,
                  embed_dim: int = 1024, depth: int = 24, num_heads: int = 16, decoder_embed_dim: int = 512,
                  decoder_depth: int = 8, decoder_num_heads: int = 16, mlp_ratio: float = 4.0,
-                 norm_layer: type[nn.Module] | None = None, norm_pix_loss: bool = False, num_new_blocks: int = 0,
-                 loss: str = "mse", normalization: Normalization | None = None) -> None:
+                 norm_layer: type[nn.Module] | None = None, norm_pix_loss: bool = False,
+                 num_new_blocks: int = 0, loss: str = "mse",
+                 normalization: Normalization | None = None) -> None:
         super().__init__()
         cfg = MAEConfig(img_size, patch_size, in_chans, embed_dim, depth, num_heads, decoder_embed_dim,
                         decoder_depth, decoder_num_heads, mlp_ratio, norm_pix_loss, num_new_blocks, loss,
@@ -102,23 +118,29 @@ class MaskedAutoencoderViT(nn.Module):
         self.grid_size = grid_size(cfg.img_size, patch_size)
         num_patches = self.grid_size[0] * self.grid_size[1]
         block = partial(Block, mlp_ratio=mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
+        device = torch.empty(0).device  # honours an enclosing `with torch.device(...)`
+        with torch.device("meta"):  # skip PyTorch's default init: initialize_weights sets every tensor
+            self._build(cfg, block, norm_layer, num_patches)
+        self.to_empty(device=device)
+        self.initialize_weights()
 
-        self.patch_embed = PatchEmbed(cfg.img_size, patch_size, in_chans, embed_dim)
+    def _build(self, cfg: MAEConfig, block, norm_layer, num_patches: int) -> None:
+        embed_dim, decoder_embed_dim, patch_size = cfg.embed_dim, cfg.decoder_embed_dim, cfg.patch_size
+        self.patch_embed = PatchEmbed(cfg.img_size, patch_size, cfg.in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim), requires_grad=False)
-        self.blocks = nn.ModuleList([block(embed_dim, num_heads) for _ in range(depth)])
-        self.new_blocks = nn.ModuleList([block(embed_dim, num_heads) for _ in range(num_new_blocks)])
+        self.blocks = nn.ModuleList([block(embed_dim, cfg.num_heads) for _ in range(cfg.depth)])
+        self.new_blocks = nn.ModuleList([block(embed_dim, cfg.num_heads) for _ in range(cfg.num_new_blocks)])
         self.norm = norm_layer(embed_dim)
 
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim, bias=True)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
         self.decoder_pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, decoder_embed_dim),
                                               requires_grad=False)
-        self.decoder_blocks = nn.ModuleList([block(decoder_embed_dim, decoder_num_heads)
-                                             for _ in range(decoder_depth)])
+        self.decoder_blocks = nn.ModuleList([block(decoder_embed_dim, cfg.decoder_num_heads)
+                                             for _ in range(cfg.decoder_depth)])
         self.decoder_norm = norm_layer(decoder_embed_dim)
-        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * in_chans, bias=True)
-        self.initialize_weights()
+        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * cfg.in_chans, bias=True)
 
     @classmethod
     def from_config(cls, config: MAEConfig) -> MaskedAutoencoderViT:
@@ -127,7 +149,11 @@ class MaskedAutoencoderViT(nn.Module):
 
     # --- initialisation -------------------------------------------------------------------------------
     def initialize_weights(self) -> None:
-        """Fixed 2-D sin-cos position embeddings; xavier-uniform linears; N(0, 0.02) tokens (official)."""
+        """Fixed 2-D sin-cos position embeddings; xavier-uniform linears; N(0, 0.02) tokens (official);
+        every other layer (patch conv bias, norms) its PyTorch default."""
+        for m in self.modules():
+            if not isinstance(m, nn.Linear) and callable(getattr(m, "reset_parameters", None)):
+                m.reset_parameters()
         pe = get_2d_sincos_pos_embed(self.pos_embed.shape[-1], self.grid_size, cls_token=True)
         self.pos_embed.data.copy_(torch.from_numpy(pe).float().unsqueeze(0))
         dpe = get_2d_sincos_pos_embed(self.decoder_pos_embed.shape[-1], self.grid_size, cls_token=True)
@@ -201,8 +227,8 @@ class MaskedAutoencoderViT(nn.Module):
     def block_masking(self, x: torch.Tensor, block_ratio: float = 0.5, flipped: bool = False,
                       random_offset: bool = False, generator: torch.Generator | None = None):
         """Row-band masking (see :func:`maelib.masking.block_mask`). Returns as :meth:`random_masking`."""
-        mask = block_mask(x.shape[0], self.grid_size, block_ratio, flipped=flipped, random_offset=random_offset,
-                          generator=generator, device=x.device)
+        mask = block_mask(x.shape[0], self.grid_size, block_ratio, flipped=flipped,
+                          random_offset=random_offset, generator=generator, device=x.device)
         return self._masked(x, mask, None)
 
     def combined_masking(self, x: torch.Tensor, block_ratio: float = 0.3, random_ratio: float = 0.45,
@@ -231,7 +257,8 @@ class MaskedAutoencoderViT(nn.Module):
             raise TypeError(f"imgs must be a torch.Tensor, got {type(imgs).__name__}")
         expected = (self.in_chans, *self.config.img_size)
         if imgs.ndim != 4 or tuple(imgs.shape[1:]) != expected:
-            raise ValueError(f"imgs must have shape (N, {', '.join(map(str, expected))}), got {tuple(imgs.shape)}")
+            want = ", ".join(map(str, expected))
+            raise ValueError(f"imgs must have shape (N, {want}), got {tuple(imgs.shape)}")
         if not imgs.is_cuda and not torch.isfinite(imgs).all():
             raise ValueError("imgs contain NaN or infinite values")
 
@@ -276,7 +303,7 @@ class MaskedAutoencoderViT(nn.Module):
         n, length = ids_restore.shape
         mask_tokens = self.mask_token.expand(n, length + 1 - x.shape[1], -1)
         x_ = torch.cat([x[:, 1:], mask_tokens], dim=1)
-        x_ = x_.gather(1, ids_restore[:, :, None].expand(-1, -1, x.shape[2]))
+        x_ = take_tokens(x_, ids_restore)
         x = torch.cat([x[:, :1], x_], dim=1) + self.decoder_pos_embed
         for blk in self.decoder_blocks:
             x = blk(x)
@@ -299,7 +326,8 @@ class MaskedAutoencoderViT(nn.Module):
         mask = mask.to(per_patch.dtype)
         return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
 
-    def forward(self, imgs: torch.Tensor, mask_ratio: float = 0.75, mask_mode: str = "random", **mask_options):
+    def forward(self, imgs: torch.Tensor, mask_ratio: float = 0.75, mask_mode: str = "random",
+                **mask_options):
         """Encode, decode, loss. ``model(imgs, mask_mode='block', block_ratio=0.5)`` etc.
 
         Args: imgs `(N, C, H, W)` normalised. Returns: loss (scalar), pred `(N, L, p*p*C)`, mask `(N, L)`.

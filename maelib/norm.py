@@ -23,7 +23,9 @@ class Normalization:
 
     def __post_init__(self) -> None:
         if len(self.mean) != len(self.std):
-            raise ValueError(f"mean and std must have the same length, got {len(self.mean)} and {len(self.std)}")
+            raise ValueError(
+                f"mean and std must have the same length, got {len(self.mean)} and {len(self.std)}"
+            )
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std must be positive, got {self.std}")
 

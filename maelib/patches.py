@@ -106,7 +106,9 @@ def patch_mask_to_pixel_mask(mask: torch.Tensor, patch_size: int, grid: Size2) -
     return m.repeat_interleave(patch_size, dim=2).repeat_interleave(patch_size, dim=3)
 
 
-def pixel_mask_to_patch_mask(pixel_mask: torch.Tensor, patch_size: int, threshold: float = 0.5) -> torch.Tensor:
+def pixel_mask_to_patch_mask(
+    pixel_mask: torch.Tensor, patch_size: int, threshold: float = 0.5
+) -> torch.Tensor:
     """Reduce a pixel mask to patches: a patch is masked when more than ``threshold`` of its pixels are.
 
     Args:

@@ -1,0 +1,93 @@
+"""environment.yml installs what `make setup` installs: same Python range, torch pins and maelib[dev]."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pip vendors the same parser
+    from pip._vendor import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def env() -> dict:
+    return yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
+def pip_section(env: dict) -> list[str]:
+    sections = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(sections) == 1, "one pip: section"
+    return sections[0]
+
+
+def conda_specs(env: dict) -> dict[str, str]:
+    out = {}
+    for d in env["dependencies"]:
+        if isinstance(d, str):
+            m = re.match(r"^([A-Za-z0-9_.\-]+)\s*(.*)$", d)
+            out[m.group(1).lower()] = m.group(2).replace(" ", "")
+    return out
+
+
+def makefile_torch_spec() -> list[str]:
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    m = re.search(r"^TORCH_SPEC\s*\?=\s*(.+)$", text, flags=re.M)
+    assert m, "Makefile defines TORCH_SPEC ?= ..."
+    return m.group(1).split()
+
+
+def test_name_channels_and_conda_packages(env):
+    assert env["name"] == "maelib"
+    assert env["channels"] == ["conda-forge"]
+    assert set(conda_specs(env)) == {"python", "pip"}
+
+
+def test_python_range_matches_requires_python(env, project):
+    conda = SpecifierSet(conda_specs(env)["python"])
+    pip = SpecifierSet(project["requires-python"])
+    assert conda == pip, f"environment.yml python{conda} vs pyproject requires-python {pip}"
+    for v in ("3.9", "3.10", "3.11", "3.12", "3.13"):
+        assert (Version(v) in conda) == (Version(v) in pip), v
+
+
+def test_torch_pins_match_the_makefile_and_pyproject(env, project):
+    pins = [line for line in pip_section(env) if not line.startswith("-")]
+    assert pins == makefile_torch_spec(), "the same pins, in the same order as `make setup`"
+    ranges = {Requirement(r).name.lower(): Requirement(r).specifier for r in project["dependencies"]}
+    for pin in pins:
+        req = Requirement(pin)
+        (version,) = [s.version for s in req.specifier if s.operator == "=="]
+        assert req.name.lower() in ranges, f"{req.name} is not a dependency of maelib"
+        allowed = ranges[req.name.lower()]
+        assert Version(version) in allowed, f"{pin} is outside pyproject's {req.name}{allowed}"
+
+
+def test_every_pyproject_dependency_is_installed(env, project):
+    pip = pip_section(env)
+    editable = [line for line in pip if line.startswith("-e")]
+    assert editable == ["-e .[dev]"] and pip[-1] == "-e .[dev]", "maelib[dev] last, after the torch pins"
+    extras = re.search(r"\[(.+)\]", editable[0]).group(1).split(",")
+    assert set(extras) <= set(project["optional-dependencies"])
+    covered = {Requirement(r).name.lower() for r in project["dependencies"]}
+    for extra in extras:
+        covered |= {Requirement(r).name.lower() for r in project["optional-dependencies"][extra]}
+    covered |= {Requirement(p).name.lower() for p in pip if not p.startswith("-")}
+    needed = {Requirement(r).name.lower() for r in project["dependencies"]}
+    needed |= {Requirement(r).name.lower() for r in project["optional-dependencies"]["dev"]}
+    assert needed <= covered, f"not installed by environment.yml: {sorted(needed - covered)}"
+    assert {"torch", "torchvision", "timm", "pytest", "hypothesis", "pyyaml"} <= needed

@@ -1,0 +1,356 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from maelib.masking import (
+    MASK_MODES,
+    apply_mask,
+    block_bbox_mask,
+    block_bbox_shape,
+    block_mask,
+    combined_mask,
+    given_mask,
+    ids_from_mask,
+    make_mask,
+    random_mask,
+)
+
+SETTINGS = settings(max_examples=50, deadline=None, database=None, derandomize=True)
+batches = st.integers(1, 8)
+grids = st.tuples(st.integers(1, 16), st.integers(1, 16))
+ratios = st.floats(0.0, 1.0, exclude_max=True, allow_nan=False)
+seeds = st.integers(0, 2**31 - 1)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def random_count(length: int, ratio: float) -> int:
+    """Masked patches of the official random masking: L - int(L * (1 - ratio))."""
+    return length - int(length * (1 - ratio))
+
+
+def runs(flags: torch.Tensor) -> list[tuple[int, int]]:
+    """(start, stop) of each run of True in a 1-D bool tensor."""
+    out, start = [], None
+    for i, f in enumerate(flags.tolist() + [False]):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            out.append((start, i))
+            start = None
+    return out
+
+
+def official_random_mask(n: int, length: int, mask_ratio: float):
+    """The official MAE random_masking, mask part (draws from the global generator)."""
+    len_keep = int(length * (1 - mask_ratio))
+    noise = torch.rand(n, length)
+    ids_shuffle = torch.argsort(noise, dim=1)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    ids_keep = ids_shuffle[:, :len_keep]
+    mask = torch.ones([n, length])
+    mask[:, :len_keep] = 0
+    mask = torch.gather(mask, dim=1, index=ids_restore)
+    return mask, ids_keep, ids_restore
+
+
+def equal_count_mask(n: int, length: int, k: int, g: torch.Generator) -> torch.Tensor:
+    perm = torch.rand(n, length, generator=g).argsort(1)
+    return torch.zeros(n, length, dtype=torch.bool).scatter(1, perm[:, :k], True)
+
+
+def draw_mask(mode: str, n: int, grid, ratio: float, seed: int):
+    """A mask of every strategy at roughly ``ratio``; returns (mask, noise)."""
+    g = gen(seed)
+    length = grid[0] * grid[1]
+    if mode == "given":
+        k = min(int(ratio * length), length - 1)
+        return make_mask("given", n, grid, mask=equal_count_mask(n, length, k, g))
+    opts = dict(mask_ratio=ratio, block_ratio=ratio, generator=g, random_offset=seed % 2 == 0,
+                horizontal_random_offset=seed % 3 == 0, flipped=seed % 5 == 0)
+    if mode == "combined":
+        opts.update(block_ratio=ratio / 2, random_ratio=ratio / 3)
+    return make_mask(mode, n, grid, **opts)
+
+
+# --- random ------------------------------------------------------------------------------------------
+@SETTINGS
+@given(n=batches, grid=grids, ratio=ratios, seed=seeds)
+def test_random_mask_counts_and_partition(n, grid, ratio, seed):
+    length = grid[0] * grid[1]
+    mask, noise = random_mask(n, grid, ratio, generator=gen(seed))
+    assert mask.shape == (n, length) and mask.dtype == torch.bool and noise.shape == (n, length)
+    assert mask.sum(1).tolist() == [random_count(length, ratio)] * n
+    ids_keep, ids_restore = ids_from_mask(mask, noise)
+    ids_shuffle = ids_restore.argsort(1)
+    assert torch.equal(ids_shuffle[:, : ids_keep.shape[1]], ids_keep)
+    assert torch.equal(ids_keep.sort(1).values, (~mask).nonzero()[:, 1].reshape(n, -1))
+    masked = ids_shuffle[:, ids_keep.shape[1]:]
+    assert torch.equal(masked.sort(1).values, mask.nonzero()[:, 1].reshape(n, -1))
+
+
+@SETTINGS
+@given(n=batches, grid=grids, ratio=ratios, seed=seeds)
+def test_random_mask_is_the_official_algorithm(n, grid, ratio, seed):
+    length = grid[0] * grid[1]
+    torch.manual_seed(seed)
+    mask, noise = random_mask(n, grid, ratio)
+    torch.manual_seed(seed)
+    ref_mask, ref_keep, ref_restore = official_random_mask(n, length, ratio)
+    assert torch.equal(mask.float(), ref_mask)
+    ids_keep, ids_restore = ids_from_mask(mask, noise)
+    assert torch.equal(ids_keep, ref_keep) and torch.equal(ids_restore, ref_restore)
+
+
+def test_random_mask_with_noise_and_generator():
+    noise = torch.tensor([[0.9, 0.1, 0.5, 0.3], [0.2, 0.8, 0.6, 0.4]])
+    mask, out = random_mask(2, (2, 2), 0.5, noise=noise)
+    assert out is noise
+    assert mask.tolist() == [[True, False, True, False], [False, True, True, False]]
+    with pytest.raises(ValueError, match="noise"):
+        random_mask(2, (2, 2), 0.5, noise=torch.rand(2, 5))
+
+
+# --- block ------------------------------------------------------------------------------------------
+@SETTINGS
+@given(n=batches, grid=grids, ratio=ratios, flipped=st.booleans(), offset=st.booleans(), seed=seeds)
+def test_block_mask_is_a_contiguous_band_of_full_rows(n, grid, ratio, flipped, offset, seed):
+    gh, gw = grid
+    mask = block_mask(n, grid, ratio, flipped=flipped, random_offset=offset, generator=gen(seed))
+    assert mask.shape == (n, gh * gw) and mask.dtype == torch.bool
+    n_rows = int(round(ratio * gh))
+    assert mask.sum(1).tolist() == [n_rows * gw] * n
+    rows = mask.reshape(n, gh, gw)
+    assert torch.equal(rows, rows[:, :, :1].expand(n, gh, gw))
+    for r in rows[:, :, 0]:
+        band = runs(r)
+        assert len(band) == (1 if n_rows else 0)
+        if n_rows and not offset:
+            assert band[0] == ((0, n_rows) if flipped else (gh - n_rows, gh))
+
+
+def test_block_mask_anchoring_examples():
+    bottom = block_mask(1, (4, 3), 0.5).reshape(4, 3)
+    assert bottom[:, 0].tolist() == [False, False, True, True]
+    top = block_mask(1, (4, 3), 0.5, flipped=True).reshape(4, 3)
+    assert top[:, 0].tolist() == [True, True, False, False]
+
+
+# --- block_bbox ---------------------------------------------------------------------------------------
+@SETTINGS
+@given(n=batches, grid=grids, ratio=ratios, flipped=st.booleans(), offset=st.booleans(), hoff=st.booleans(),
+       seed=seeds)
+def test_block_bbox_mask_is_one_anchored_rectangle(n, grid, ratio, flipped, offset, hoff, seed):
+    gh, gw = grid
+    bh, bw = block_bbox_shape(grid, ratio)
+    target = ratio * gh * gw
+    if target < 0.5:
+        assert (bh, bw) == (0, 0)
+    else:
+        assert 1 <= bh <= gh and 1 <= bw <= gw
+        assert abs(bh * bw - target) <= max(bh, bw) / 2 + 1e-9
+    mask = block_bbox_mask(n, grid, ratio, flipped=flipped, random_offset=offset,
+                           horizontal_random_offset=hoff, generator=gen(seed))
+    assert mask.sum(1).tolist() == [bh * bw] * n
+    for m in mask.reshape(n, gh, gw):
+        if bh * bw == 0:
+            continue
+        row_runs, col_runs = runs(m.any(1)), runs(m.any(0))
+        assert len(row_runs) == 1 and len(col_runs) == 1
+        (r0, r1), (c0, c1) = row_runs[0], col_runs[0]
+        assert (r1 - r0, c1 - c0) == (bh, bw)
+        assert m[r0:r1, c0:c1].all()
+        if not offset:
+            assert (r0, r1) == ((0, bh) if flipped else (gh - bh, gh))
+        if not hoff:
+            assert c0 == (gw - bw) // 2
+
+
+def test_block_bbox_tall_narrow_grid_reaches_its_ratio():
+    assert block_bbox_shape((16, 1), 0.5) == (8, 1)
+    assert block_bbox_shape((1, 16), 0.5) == (1, 8)
+    assert block_bbox_shape((14, 14), 0.3) == (8, 7)
+
+
+# --- combined ---------------------------------------------------------------------------------------
+@SETTINGS
+@given(n=batches, grid=grids, b=ratios, r=ratios, flipped=st.booleans(), offset=st.booleans(),
+       hoff=st.booleans(), seed=seeds)
+def test_combined_mask_block_plus_random_outside_it(n, grid, b, r, flipped, offset, hoff, seed):
+    assume(b + r < 1)
+    gh, gw = grid
+    length = gh * gw
+    opts = dict(flipped=flipped, random_offset=offset, horizontal_random_offset=hoff)
+    mask, noise = combined_mask(n, grid, b, r, generator=gen(seed), **opts)
+    block = block_bbox_mask(n, grid, b, generator=gen(seed), **opts)
+    n_block = int(block[0].sum())
+    total = max(random_count(length, round(b + r, 9)), n_block)
+    assert mask.sum(1).tolist() == [total] * n
+    assert not (block & ~mask).any(), "the block must be fully masked"
+    extra = mask & ~block
+    assert extra.sum(1).tolist() == [total - n_block] * n
+    for m, e, z in zip(mask, extra, noise):
+        if e.any() and (~m).any():
+            assert z[e].max() < z[~m].min(), "random part = lowest-noise patches outside the block"
+
+
+def test_combined_same_total_as_random():
+    length = 14 * 14
+    mask, _ = combined_mask(4, (14, 14), 0.3, 0.45, generator=gen(0))
+    assert mask.sum(1).tolist() == [random_count(length, 0.75)] * 4 == [147] * 4
+    mask, _ = combined_mask(4, (14, 14), 0.45, 0.3, generator=gen(0))
+    assert mask.sum(1).tolist() == [147] * 4
+
+
+# --- per-sample variation ---------------------------------------------------------------------------
+def test_offsets_vary_per_sample():
+    n, gh, gw = 256, 14, 14
+    band = block_mask(n, (gh, gw), 0.25, random_offset=True, generator=gen(1)).reshape(n, gh, gw)
+    starts = {runs(b[:, 0])[0][0] for b in band}
+    assert starts == set(range(gh - round(0.25 * gh) + 1))
+    bh, bw = block_bbox_shape((gh, gw), 0.3)
+    box = block_bbox_mask(n, (gh, gw), 0.3, horizontal_random_offset=True, generator=gen(2))
+    box = box.reshape(n, gh, gw)
+    assert {runs(b.any(0))[0][0] for b in box} == set(range(gw - bw + 1))
+    assert {runs(b.any(1))[0] for b in box} == {(gh - bh, gh)}
+    box = block_bbox_mask(n, (gh, gw), 0.3, random_offset=True, generator=gen(3)).reshape(n, gh, gw)
+    assert {runs(b.any(1))[0][0] for b in box} == set(range(gh - bh + 1))
+    comb, _ = combined_mask(n, (gh, gw), 0.3, 0.45, horizontal_random_offset=True, generator=gen(4))
+    assert len({tuple(m.tolist()) for m in comb}) == n
+    rnd, _ = random_mask(n, (gh, gw), 0.75, generator=gen(5))
+    assert len({tuple(m.tolist()) for m in rnd}) == n
+
+
+# --- given ---------------------------------------------------------------------------------------------
+def test_given_mask_accepts_and_validates():
+    m = torch.tensor([[1, 0, 0, 1], [0, 1, 1, 0]])
+    out = given_mask(m, (2, 2))
+    assert out.dtype == torch.bool and torch.equal(out, m.bool())
+    assert torch.equal(given_mask(m.reshape(2, 2, 2), (2, 2)), m.bool())
+    with pytest.raises(ValueError, match="mask: every sample"):
+        given_mask(torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0]]), (2, 2))
+    with pytest.raises(ValueError, match="0 and 1"):
+        given_mask(torch.tensor([[2, 0, 0, 0]]), (2, 2))
+    with pytest.raises(ValueError, match="at least one patch visible"):
+        given_mask(torch.ones(1, 4), (2, 2))
+    with pytest.raises(ValueError, match="mask must have shape"):
+        given_mask(torch.zeros(2, 5), (2, 2))
+    with pytest.raises(ValueError, match="samples"):
+        given_mask(m, (2, 2), batch_size=3)
+    with pytest.raises(TypeError, match="mask"):
+        given_mask([[1, 0, 0, 1]], (2, 2))
+    with pytest.raises(ValueError, match="needs a mask"):
+        make_mask("given", 2, (2, 2))
+    mask, noise = make_mask("random", 2, (2, 2), mask=m)
+    assert torch.equal(mask, m.bool()) and noise is None
+
+
+# --- encoder tokens == visible patches ----------------------------------------------------------------
+@SETTINGS
+@given(n=batches, grid=grids, ratio=ratios, seed=seeds, d=st.integers(1, 5))
+def test_apply_mask_keeps_exactly_the_visible_tokens(n, grid, ratio, seed, d):
+    length = grid[0] * grid[1]
+    x = torch.randn(n, length, d, generator=gen(seed + 1))
+    for mode in MASK_MODES:
+        mask, noise = draw_mask(mode, n, grid, ratio, seed)
+        x_masked, ids_keep, ids_restore = apply_mask(x, mask, noise)
+        k = length - int(mask[0].sum())
+        assert x_masked.shape == (n, k, d)
+        ref = x[~mask].reshape(n, k, d)
+        order = ids_keep.argsort(1)
+        assert torch.equal(x_masked.gather(1, order[..., None].expand(-1, -1, d)), ref), mode
+        assert torch.equal(ids_keep.gather(1, order), (~mask).nonzero()[:, 1].reshape(n, k))
+        if noise is None:
+            assert torch.equal(x_masked, ref), f"{mode}: tokens in ascending patch order"
+        else:
+            kept_noise = noise.gather(1, ids_keep)
+            assert torch.all(kept_noise[:, 1:] >= kept_noise[:, :-1]), f"{mode}: ids_keep in noise order"
+        # ids_restore un-shuffles [visible tokens, mask tokens] back to patch order (the decoder's gather)
+        filler = torch.full((n, length - k, d), float("nan"))
+        restored = torch.cat([x_masked, filler], 1).gather(1, ids_restore[..., None].expand(-1, -1, d))
+        assert torch.equal(restored[~mask], x[~mask]) and restored[mask].isnan().all()
+        assert torch.equal(ids_restore.argsort(1).gather(1, ids_restore), torch.arange(length).expand(n, -1))
+
+
+def test_ids_from_mask_and_apply_mask_validate():
+    with pytest.raises(ValueError, match="mask: every sample"):
+        ids_from_mask(torch.tensor([[True, False], [True, True]]))
+    with pytest.raises(ValueError, match="mask must be"):
+        ids_from_mask(torch.zeros(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="noise"):
+        ids_from_mask(torch.zeros(2, 4, dtype=torch.bool), torch.rand(2, 3))
+    with pytest.raises(ValueError, match="x must be"):
+        apply_mask(torch.zeros(2, 5, 3), torch.zeros(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="mask: every sample"):
+        apply_mask(torch.zeros(2, 2, 3), torch.tensor([[True, False], [False, False]]))
+    x_masked, ids_keep, _ = apply_mask(torch.zeros(0, 4, 3), torch.zeros(0, 4, dtype=torch.bool))
+    assert x_masked.shape == (0, 4, 3)
+
+
+# --- determinism ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", MASK_MODES)
+def test_same_seed_same_mask(mode):
+    a = draw_mask(mode, 4, (6, 5), 0.6, 123)
+    b = draw_mask(mode, 4, (6, 5), 0.6, 123)
+    assert torch.equal(a[0], b[0])
+    assert (a[1] is None and b[1] is None) or torch.equal(a[1], b[1])
+    if mode in ("random", "combined", "given"):
+        c = draw_mask(mode, 4, (6, 5), 0.6, 124)
+        assert not torch.equal(a[0], c[0])
+
+
+def test_global_seed_reproduces_without_generator():
+    torch.manual_seed(7)
+    a = combined_mask(3, (5, 7), 0.2, 0.3, random_offset=True, horizontal_random_offset=True)[0]
+    torch.manual_seed(7)
+    b = combined_mask(3, (5, 7), 0.2, 0.3, random_offset=True, horizontal_random_offset=True)[0]
+    assert torch.equal(a, b)
+
+
+# --- the block mask marks the masked patches ------------------------------------------------------------
+def test_regression_block_mask_marks_masked_patches_not_visible():
+    """The seed's block masking marked the band as *visible*; the band must be masked (1)."""
+    mask = block_mask(2, (8, 8), 0.25).reshape(2, 8, 8)
+    assert mask.sum().item() == 2 * 16 and mask.float().mean().item() == 0.25
+    assert mask[:, 6:].all() and not mask[:, :6].any()
+    x = torch.arange(64.0).reshape(1, 64, 1).expand(2, -1, -1)
+    x_masked, _, _ = apply_mask(x, mask.reshape(2, 64))
+    assert torch.equal(x_masked[..., 0], torch.arange(48.0).expand(2, -1)), "encoder sees the top 6 rows"
+
+
+# --- bad input ------------------------------------------------------------------------------------------
+BAD_RATIOS = [-0.1, 1.0, 1.5, math.nan, True, "0.5", None]
+
+
+@pytest.mark.parametrize("bad", BAD_RATIOS)
+def test_ratios_outside_unit_interval_are_rejected(bad):
+    with pytest.raises(ValueError, match="mask_ratio"):
+        random_mask(2, (4, 4), bad)
+    with pytest.raises(ValueError, match="block_ratio"):
+        block_mask(2, (4, 4), bad)
+    with pytest.raises(ValueError, match="block_ratio"):
+        block_bbox_mask(2, (4, 4), bad)
+    with pytest.raises(ValueError, match="block_ratio"):
+        combined_mask(2, (4, 4), bad, 0.1)
+    with pytest.raises(ValueError, match="random_ratio"):
+        combined_mask(2, (4, 4), 0.1, bad)
+    with pytest.raises(ValueError, match="mask_ratio"):
+        make_mask("random", 2, (4, 4), mask_ratio=bad)
+
+
+def test_other_bad_arguments():
+    with pytest.raises(ValueError, match="block_ratio \\+ random_ratio"):
+        combined_mask(2, (4, 4), 0.5, 0.5)
+    with pytest.raises(ValueError, match="mask_mode"):
+        make_mask("checkerboard", 2, (4, 4))
+    with pytest.raises(ValueError, match="grid"):
+        random_mask(2, (0, 4), 0.5)
+    with pytest.raises(ValueError, match="noise"):
+        combined_mask(2, (4, 4), 0.2, 0.2, noise=torch.rand(3, 16))
