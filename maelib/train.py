@@ -1,0 +1,380 @@
+"""Training loop: AdamW with layer decay, cosine schedule, autocast, accumulation, exact resume, DDP."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+
+from .model import MaskedAutoencoderViT
+from .train_config import (  # noqa: F401  (re-exported: part of this module's API)
+    PRESETS,
+    CachedDataset,
+    TrainConfig,
+    autocast_dtype,
+    build_datasets,
+    build_model,
+    build_optimizer,
+    dist_info,
+    epoch_batches,
+    lr_factor,
+    resolve_device,
+    set_epoch,
+)
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingError(RuntimeError):
+    """Training stopped (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    model: MaskedAutoencoderViT
+    out_dir: Path
+    step: int
+    epoch: int
+    loss: float | None
+    val_loss: float | None
+    exported: Path | None
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------
+def atomic_torch_save(obj, path: Path) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, ``os.replace``: a crash keeps the old file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _rng_state(mask_gen: torch.Generator) -> dict:
+    np_state = np.random.get_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"torch": torch.get_rng_state(), "cuda": cuda, "python": random.getstate(),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+            "mask": mask_gen.get_state()}
+
+
+def _set_rng_state(s: dict, mask_gen: torch.Generator) -> None:
+    torch.set_rng_state(s["torch"])
+    if s["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+    np.random.set_state((s["numpy"][0], s["numpy"][1].numpy().astype(np.uint32), *s["numpy"][2:]))
+    random.setstate((s["python"][0], tuple(s["python"][1]), s["python"][2]))
+    mask_gen.set_state(s["mask"])
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a training checkpoint (weights only). Raises FileNotFoundError / ValueError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"cannot read checkpoint {path} (corrupt or not a maelib training checkpoint): "
+                         f"{type(err).__name__}: {err}. Delete it to start afresh.") from err
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "step" not in ckpt:
+        raise ValueError(f"{path} is not a maelib training checkpoint (no 'model' / 'step' entries)")
+    return ckpt
+
+
+def _load_model_state(model: torch.nn.Module, state: dict, path: Path) -> None:
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    wrong = [f"{k}: {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        raise ValueError(f"checkpoint {path} was written for another architecture: missing {missing[:8]}, "
+                         f"unexpected {unexpected[:8]}, mismatched shapes {wrong[:8]}")
+    model.load_state_dict(state)
+
+
+# --- validation and logging ------------------------------------------------------------------------------
+@torch.no_grad()
+def validate(model: MaskedAutoencoderViT, ds: Dataset, cfg: TrainConfig, epoch: int, device: torch.device,
+             amp: torch.dtype | None) -> float:
+    """Mean loss on the first ``cfg.val_images`` val images under the epoch's masking (fixed mask seed)."""
+    n = min(len(ds), cfg.val_images) if cfg.val_images else len(ds)
+    gen = torch.Generator(device).manual_seed(cfg.seed + 10_007)
+    opts, norm, was_training = cfg.mask_spec(epoch).options(), model.config.normalization, model.training
+    model.eval()
+    total = 0.0
+    for i in range(0, n, cfg.batch_size):
+        imgs = torch.stack([ds[j] for j in range(i, min(i + cfg.batch_size, n))]).to(device)
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            loss, _, _ = model(norm.normalize(imgs), generator=gen, **opts)
+        total += float(loss) * imgs.shape[0]
+    model.train(was_training)
+    return total / n
+
+
+def save_reconstructions(model: MaskedAutoencoderViT, ds: Dataset, cfg: TrainConfig, epoch: int,
+                         path: Path, n: int = 4) -> Path:
+    """PNG grid (original, masked, reconstruction, pasted) of the first ``n`` val images."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from .inference import reconstruct
+    from .viz import masked_image, plot_reconstruction
+
+    imgs = torch.stack([ds[i] for i in range(min(n, len(ds)))])
+    gen = torch.Generator(next(model.parameters()).device).manual_seed(cfg.seed + 10_007)
+    r = reconstruct(model, imgs, generator=gen, **cfg.mask_spec(epoch).options())
+    images = r.images.cpu()
+    masked = torch.stack([masked_image(im, m, model.patch_size) for im, m in zip(images, r.mask.cpu())])
+    fig = plot_reconstruction(r.images.cpu(), masked, r.reconstruction.cpu(), r.pasted.cpu())
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+class RunLog:
+    """JSONL log (one record per log interval) plus optional TensorBoard; rank 0 writes, others no-op."""
+
+    def __init__(self, out: Path, active: bool, tensorboard: bool, resume_step: int | None) -> None:
+        self.path, self.active, self.tb = out / "log.jsonl", active, None
+        if active and resume_step is not None and self.path.is_file():
+            keep = [ln for ln in self.path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+            self.path.write_text("".join(ln + "\n" for ln in keep))
+        elif active:
+            self.path.write_text("")
+        if active and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+            except ImportError:
+                print("maelib: tensorboard is not installed; logging to log.jsonl only")
+
+    def write(self, record: dict) -> None:
+        if not self.active:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# --- the loop ----------------------------------------------------------------------------------------------
+def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          export: bool = True) -> TrainResult:
+    """Train ``cfg`` into ``out_dir`` (checkpoint.pt, log.jsonl, config.json, recon_*.png, model.safetensors).
+
+    ``resume=True`` continues from ``out_dir/checkpoint.pt`` exactly (weights, optimizer, schedule, scaler,
+    RNG and mask-generator states, epoch and position within it). Under torchrun, runs DDP (gloo on CPU,
+    NCCL on CUDA); only rank 0 writes. Raises :class:`TrainingError` on a non-finite loss.
+    """
+    rank, world, local_rank = dist_info()
+    device = resolve_device(cfg.device, local_rank)
+    own_group = world > 1 and not dist.is_initialized()
+    if own_group:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        return _train(cfg, Path(out_dir), resume, progress, export, rank, world, device)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+        if own_group:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bool, rank: int, world: int,
+           device: torch.device) -> TrainResult:
+    from tqdm.auto import tqdm
+
+    main = rank == 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    amp = autocast_dtype(cfg.amp, device)
+    model = build_model(cfg).to(device)
+    train_ds, val_ds = build_datasets(cfg, verbose=main)
+    micro_per_epoch = len(train_ds) // (cfg.batch_size * world)
+    steps_per_epoch = micro_per_epoch // cfg.accum_steps
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size={cfg.batch_size} x accum_steps={cfg.accum_steps} x world_size={world} "
+                         f"is larger than the training set ({len(train_ds)} images); lower batch_size")
+    total = steps_per_epoch * cfg.epochs
+    optimizer = build_optimizer(cfg, model, device, world)
+    lr = cfg.absolute_lr(world)
+    warm, min_ratio = round(cfg.warmup_epochs * steps_per_epoch), min(cfg.min_lr / lr, 1.0) if lr else 0.0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warm, min_ratio))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    mask_gen = torch.Generator(device).manual_seed(cfg.seed * 1000 + rank)
+    epoch, step, micro = 0, 0, 0
+    ckpt_path = out / CHECKPOINT
+    if resume and ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        _load_model_state(model, ckpt["model"], ckpt_path)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        states = ckpt["rng"]
+        _set_rng_state(states[rank] if len(states) == world else states[0], mask_gen)
+        epoch, step, micro = ckpt["epoch"], ckpt["step"], ckpt["micro"]
+        old = ckpt["config"]
+        changed = {k: (v, old.get(k)) for k, v in cfg.to_dict().items() if old.get(k) != v}
+        if main:
+            print(f"maelib: resumed from {ckpt_path} at step {step} (epoch {epoch}, batch {micro})"
+                  + (f"; config changed: {changed}" if changed else ""))
+    elif resume and main:
+        print(f"maelib: no checkpoint in {out}, starting from scratch")
+    if main:
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    net: torch.nn.Module = model
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if cfg.compile:
+        net = torch.compile(net)
+
+    def save_checkpoint() -> None:
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise TrainingError(f"non-finite weights after step {step} (epoch {epoch}); training stopped. "
+                                f"The last good checkpoint is kept: {ckpt_path}")
+        states = [None] * world
+        if world > 1:
+            dist.all_gather_object(states, _rng_state(mask_gen))
+        else:
+            states = [_rng_state(mask_gen)]
+        if main:
+            atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                               "rng": states, "epoch": epoch, "step": step, "micro": micro,
+                               "config": cfg.to_dict(), "world_size": world}, ckpt_path)
+
+    log = RunLog(out, main, cfg.tensorboard, step if resume else None)
+    norm = model.config.normalization
+    bar = tqdm(total=min(total, cfg.max_steps or total), initial=step, disable=not (main and progress),
+               desc=f"{cfg.stage} {cfg.model}")
+    loss_sum, loss_n, seen, t0 = 0.0, 0, 0, time.perf_counter()
+    last_loss = val_loss = None
+    net.train()
+    done = step >= total or (cfg.max_steps is not None and step >= cfg.max_steps)
+    while not done and epoch < cfg.epochs:
+        set_epoch(train_ds, epoch)
+        spec = cfg.mask_spec(epoch)
+        opts = spec.options()
+        batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch, rank, world)
+        batches = batches[:steps_per_epoch * cfg.accum_steps]
+        loader = DataLoader(train_ds, batch_sampler=batches[micro:], num_workers=cfg.num_workers,
+                            pin_memory=device.type == "cuda",
+                            generator=torch.Generator().manual_seed(cfg.seed + epoch))
+        for imgs in loader:
+            imgs = norm.normalize(imgs.to(device, non_blocking=True))
+            boundary = (micro + 1) % cfg.accum_steps == 0
+            sync = net.no_sync() if world > 1 and not boundary else contextlib.nullcontext()
+            with sync:
+                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    loss, _, _ = net(imgs, generator=mask_gen, **opts)
+                value = loss.detach().float()
+                if world > 1:
+                    dist.all_reduce(value)
+                    value /= world
+                value = float(value)
+                if not math.isfinite(value):
+                    raise TrainingError(f"loss is {value} at step {step} (epoch {epoch}, batch {micro}); "
+                                        f"training stopped. The last good checkpoint is kept: {ckpt_path}")
+                scaler.scale(loss / cfg.accum_steps).backward()
+            loss_sum, loss_n, micro = loss_sum + value, loss_n + 1, micro + 1
+            seen += imgs.shape[0] * world
+            if not boundary:
+                continue
+            if cfg.clip_grad:
+                scaler.unscale_(optimizer)
+                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad))
+                if not math.isfinite(gnorm) and not scaler.is_enabled():
+                    raise TrainingError(f"gradient norm is {gnorm} at step {step} (epoch {epoch}); training "
+                                        f"stopped. The last good checkpoint is kept: {ckpt_path}")
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step_lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == total:
+                dt = time.perf_counter() - t0
+                last_loss = loss_sum / loss_n
+                rec = {"step": step, "epoch": epoch, "loss": last_loss, "lr": step_lr,
+                       "img_per_s": seen / dt if dt > 0 else 0.0, "mask": str(spec)}
+                log.write(rec)
+                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{step_lr:.2e}", img_s=f"{rec['img_per_s']:.1f}")
+                loss_sum, loss_n, seen, t0 = 0.0, 0, 0, time.perf_counter()
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                done = True
+                break
+            if step % cfg.ckpt_every == 0 and micro < len(batches):
+                save_checkpoint()
+        if micro >= len(batches):
+            epoch, micro = epoch + 1, 0
+            if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
+                if main:
+                    val_loss = validate(model, val_ds, cfg, epoch - 1, device, amp)
+                    log.write({"step": step, "epoch": epoch - 1, "val_loss": val_loss})
+                    save_reconstructions(model, val_ds, cfg, epoch - 1, out / f"recon_epoch{epoch:03d}.png")
+                if world > 1:
+                    dist.barrier()
+            t0 = time.perf_counter()
+        save_checkpoint()
+    bar.close()
+    log.close()
+    exported = None
+    if main and export:
+        from .checkpoints import save_pretrained
+
+        meta = {"stage": cfg.stage, "epochs": epoch, "steps": step,
+                "images_seen": step * cfg.effective_batch(world),
+                "train_loss": last_loss, "val_loss": val_loss, "mask": str(cfg.mask_spec(max(epoch - 1, 0))),
+                "train_config": cfg.to_dict()}
+        dtype = getattr(torch, cfg.export_dtype)
+        exported = save_pretrained(model, out / "model", metadata=meta, dtype=dtype)
+    if world > 1:
+        dist.barrier()
+    return TrainResult(model, out, step, epoch, last_loss, val_loss, exported)

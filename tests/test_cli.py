@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from maelib import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--preset", "ci", "--no-progress", "--set", "synthetic=24", "--set", "val_synthetic=4",
+        "--set", "val_images=4", "--set", "num_threads=1"]
+
+
+def run_main(argv, capsys) -> tuple[int, str, str]:
+    rc = cli.main(argv)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_train_flags_map_to_config(tmp_path, capsys):
+    rc, out, _ = run_main(["train", "--preset", "facade-pretrain", "--out", str(tmp_path), "--epochs", "3",
+                           "--batch-size", "4", "--data", "synthetic", "--seed", "5", "--device", "cpu",
+                           "--set", "synthetic=10", "--set", "model_kwargs.depth=2", "--set", "amp=off",
+                           "--print-config"], capsys)
+    cfg = json.loads(out)
+    assert rc == 0
+    got = tuple(cfg[k] for k in ("epochs", "batch_size", "data", "seed", "device"))
+    assert got == (3, 4, "synthetic", 5, "cpu")
+    assert cfg["synthetic"] == 10
+    assert cfg["model_kwargs"] == {"depth": 2, "decoder_depth": 2, "decoder_embed_dim": 128}
+    assert cfg["amp"] == "off" and cfg["img_size"] == 96 and cfg["stage"] == "pretrain"
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--preset", "nope"], "unknown preset 'nope'; presets: .*facade-pretrain"),
+    (["--set", "nosuchfield=1"], "unknown TrainConfig fields \\['nosuchfield'\\]"),
+    (["--set", "mask=combined:0.6+0.5"], "block_ratio \\+ random_ratio"),
+    (["--batch-size", "1000"], "larger than the training set"),
+    (["--init", "missing.pth", "--set", "stage=finetune"], "not found: missing.pth"),
+])
+def test_train_bad_input_exits_2_with_message(tmp_path, capsys, argv, match):
+    rc, _, err = run_main(["train", "--out", str(tmp_path), *TINY[2:], *argv], capsys)
+    assert rc == 2
+    assert re.search(match, err), err
+
+
+def test_train_nan_loss_exits_1(tmp_path, capsys, monkeypatch):
+    from maelib.model import MaskedAutoencoderViT
+
+    monkeypatch.setattr(MaskedAutoencoderViT, "forward_loss", lambda self, i, p, m: (p * float("nan")).mean())
+    rc, _, err = run_main(["train", "--out", str(tmp_path), *TINY], capsys)
+    assert rc == 1 and "nan at step 0" in err and "last good checkpoint" in err
+
+
+def test_evaluate_maps_flags(tmp_path, capsys, monkeypatch):
+    import maelib.evaluate as ev
+
+    seen = {}
+
+    class Result:
+        def to_markdown(self):
+            return "| table |"
+
+    def fake(method, **kw):
+        seen.update(kw, method=method)
+        return Result()
+
+    monkeypatch.setattr(ev, "run_evaluation", fake)
+    rc, out, _ = run_main(["evaluate", "mean", "telea", "--data", "d", "--split", "val", "--mask",
+                           "block:0.5", "--mask", "random:0.75", "--out", str(tmp_path), "--batch-size", "3",
+                           "--seed", "2", "--num-images", "5", "--size", "64", "--lpips-net", "none"], capsys)
+    assert rc == 0 and "| table |" in out
+    assert seen == {"method": ["mean", "telea"], "data": "d", "split": "val", "out_dir": tmp_path,
+                    "batch_size": 3, "seed": 2, "num_images": 5, "size": 64, "device": "cpu",
+                    "lpips_net": None, "mask_specs": ("block:0.5", "random:0.75")}
+
+
+def test_download_dispatch_and_checkpoint_validation(tmp_path, capsys, monkeypatch):
+    import urllib.request
+
+    import maelib.checkpoints as ck
+    import maelib.data as data
+
+    got = {}
+    monkeypatch.setattr(data, "download_dataset", lambda name, dest, url=None: got.setdefault(name, tmp_path))
+    assert run_main(["download", "cmp-base", "--dest", str(tmp_path)], capsys)[0] == 0 and "cmp-base" in got
+
+    def serve(obj):
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return lambda url, timeout=None: io.BytesIO(buf.getvalue())
+
+    monkeypatch.setattr(urllib.request, "urlopen", serve({"model": {"bogus": torch.zeros(2)}}))
+    rc, _, err = run_main(["download", "mae_pretrain_vit_base", "--dest", str(tmp_path / "w")], capsys)
+    assert rc == 2 and "not an official mae_vit_base_patch16" in err
+    assert list((tmp_path / "w").iterdir()) == []  # no .part, no file
+
+    monkeypatch.setattr(ck, "validate_official_state_dict", lambda sd, name: None)
+    rc, out, _ = run_main(["download", "mae_pretrain_vit_base", "--dest", str(tmp_path / "w")], capsys)
+    assert rc == 0 and [p.name for p in (tmp_path / "w").iterdir()] == ["mae_pretrain_vit_base.pth"]
+    rc, _, err = run_main(["download", "imagenet"], capsys)
+    assert rc == 2 and "mae_pretrain_vit_large" in err
+
+
+KILLER = """
+import os, signal, sys, torch
+kill_at, n = int(os.environ["KILL_AT"]), [0]
+step = torch.optim.AdamW.step
+def killing_step(self, *a, **k):
+    out = step(self, *a, **k)
+    n[0] += 1
+    if n[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+torch.optim.AdamW.step = killing_step
+from maelib.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    args = [*TINY, "--epochs", "3", "--set", "ckpt_every=2"]  # 3 steps per epoch, 9 in all
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLER)
+
+    def run(*extra, kill_at=None):
+        e = {**env, "KILL_AT": str(kill_at)} if kill_at else env
+        cmd = [sys.executable, str(killer)] if kill_at else [sys.executable, "-m", "maelib"]
+        return subprocess.run([*cmd, "train", *args, *extra], cwd=ROOT, env=e, capture_output=True, text=True,
+                              timeout=240)
+
+    full = run("--out", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr[-2000:]
+    kill_at = random.Random().randint(3, 8)  # after the first checkpoint (step 2), mid-run
+    killed = run("--out", str(tmp_path / "cut"), kill_at=kill_at)
+    assert killed.returncode == -9, (kill_at, killed.stderr[-2000:])
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    resumed = run("--out", str(tmp_path / "cut"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stdout
+    a, b = ((tmp_path / d / "model.safetensors").read_bytes() for d in ("full", "cut"))
+    assert a == b, f"weights differ after a kill at step {kill_at}"
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()
+             if '"loss"' in ln]
+    assert steps == list(range(1, 10)), steps
+
+
+@pytest.mark.slow
+def test_module_entry_point_help():
+    proc = subprocess.run([sys.executable, "-m", "maelib", "train", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "--preset" in proc.stdout and "--resume" in proc.stdout

@@ -1,0 +1,293 @@
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import maelib.train as mt
+from maelib.model import MaskedAutoencoderViT
+from maelib.train import (
+    PRESETS,
+    TrainConfig,
+    TrainingError,
+    atomic_torch_save,
+    autocast_dtype,
+    build_optimizer,
+    epoch_batches,
+    load_checkpoint,
+    lr_factor,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(**kw) -> TrainConfig:
+    """The CI preset made smaller still: 32 px, 16 procedural images, 2 steps per epoch."""
+    base = dict(synthetic=16, val_synthetic=4, val_images=4, batch_size=8, epochs=2, ckpt_every=1,
+                val_every=100, export_dtype="float32", num_threads=1)
+    return TrainConfig.from_preset("ci", **{**base, **kw})
+
+
+def state_hash(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# --- config ------------------------------------------------------------------------------------------------
+def test_presets_and_unknown_preset():
+    assert {"ci", "facade-pretrain", "facade-finetune", "gpu-vitb", "gpu-vitl"} <= set(PRESETS)
+    fp, ff = PRESETS["facade-pretrain"], PRESETS["facade-finetune"]
+    assert fp.stage == "pretrain" and ff.stage == "finetune" and ff.freeze and ff.num_new_blocks == 2
+    assert ff.curriculum().spec(0).mode == "random" and ff.curriculum().spec(ff.epochs - 1).mode == "combined"
+    vitb = PRESETS["gpu-vitb"]
+    assert vitb.amp == "bf16" and vitb.img_size == 224 and vitb.init.endswith("mae_pretrain_vit_base.pth")
+    with pytest.raises(ValueError, match="presets:.*facade-pretrain"):
+        TrainConfig.from_preset("nope")
+    assert TrainConfig.from_preset("ci", epochs=7).epochs == 7
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"stage": "warmup"}, "stage"), ({"amp": "fp8"}, "amp"), ({"mask": "spiral:0.5"}, "mode"),
+    ({"batch_size": 0}, "batch_size"), ({"model": "vit_giant"}, "model"), ({"bogus": 1}, "bogus"),
+    ({"stage": "finetune", "init": None}, "init"), ({"layer_decay": 0.0}, "layer_decay"),
+])
+def test_config_rejects_bad_values(changes, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig.from_preset("ci", **changes)
+
+
+def test_lr_scaling_and_overrides():
+    cfg = TrainConfig.from_preset("ci", blr=1e-3, batch_size=16, accum_steps=2, lr=None)
+    assert cfg.absolute_lr() == pytest.approx(1e-3 * 32 / 256)
+    assert cfg.absolute_lr(world_size=4) == pytest.approx(1e-3 * 128 / 256)
+    cfg = cfg.with_overrides(["lr=0.01", "model_kwargs.depth=3", "clip_grad=null", "mask=block:0.5,flipped"])
+    assert cfg.absolute_lr() == 0.01 and cfg.model_kwargs["depth"] == 3 and cfg.clip_grad is None
+    assert cfg.mask_spec(0).mode == "block" and cfg.mask_spec(0).flipped
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="key=value"):
+        cfg.with_overrides(["lr"])
+
+
+def test_lr_factor_warmup_then_cosine():
+    total, warm = 100, 10
+    f = [lr_factor(s, total, warm, 0.1) for s in range(total + 1)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(f[:9], f[1:10]))
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+    assert f[total] == pytest.approx(0.1) and f[55] == pytest.approx(0.1 + 0.9 * 0.5)
+
+
+def test_epoch_batches_seeded_and_sharded():
+    a = epoch_batches(50, 4, seed=3, epoch=0)
+    assert a == epoch_batches(50, 4, seed=3, epoch=0) and a != epoch_batches(50, 4, seed=3, epoch=1)
+    assert len(a) == 12 and all(len(b) == 4 for b in a) and len({i for b in a for i in b}) == 48
+    r0, r1 = (epoch_batches(50, 4, 3, 0, rank=r, world=2) for r in (0, 1))
+    s0, s1 = {i for b in r0 for i in b}, {i for b in r1 for i in b}
+    assert len(r0) == len(r1) == 6 and not s0 & s1
+
+
+def test_optimizer_groups_and_autocast_policy():
+    cfg = tiny(layer_decay=0.5, weight_decay=0.05)
+    model = mt.build_model(cfg)
+    opt = build_optimizer(cfg, model, torch.device("cpu"))
+    names = {id(p): n for n, p in model.named_parameters()}
+    for g in opt.param_groups:
+        for p in g["params"]:
+            n = names[id(p)]
+            no_decay = p.ndim <= 1 or n in ("cls_token", "mask_token", "pos_embed", "decoder_pos_embed")
+            assert (g["weight_decay"] == 0.0) == no_decay, n
+    scales = {names[id(g["params"][0])].split(".")[0]: g["lr"] / cfg.absolute_lr() for g in opt.param_groups}
+    assert scales["patch_embed"] < scales["blocks"] < scales["decoder_embed"] == pytest.approx(1.0)
+    assert opt.defaults["fused"] is True
+    cpu = torch.device("cpu")
+    assert autocast_dtype("off", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="CUDA"):
+        autocast_dtype("fp16", cpu)
+
+
+# --- training -----------------------------------------------------------------------------------------
+def test_tiny_training_loss_decreases(tmp_path):
+    cfg = tiny(epochs=12, lr=3e-3, warmup_epochs=1, min_lr=3e-4, ckpt_every=1000, log_every=1, synthetic=8,
+               batch_size=8)
+    res = train(cfg, tmp_path, progress=False, export=False)
+    import json
+
+    records = map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines())
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert res.step == 12 and len(losses) == 12
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.8 * first, losses
+    assert (tmp_path / "checkpoint.pt").is_file() and list(tmp_path.glob("recon_epoch*.png"))
+
+
+def test_finetune_freezes_pretrained_weights(tmp_path):
+    from maelib.checkpoints import save_pretrained
+
+    pre = mt.build_model(tiny())
+    init = save_pretrained(pre, tmp_path / "pre")
+    cfg = tiny(stage="finetune", init=str(init), num_new_blocks=1, freeze=True, max_steps=2, lr=1e-2)
+    res = train(cfg, tmp_path / "ft", progress=False, export=True)
+    before, after = pre.state_dict(), res.model.state_dict()
+    for k, v in after.items():
+        if k.startswith(("patch_embed.", "cls_token", "pos_embed", "blocks.")):
+            assert torch.equal(v, before[k]), k
+        elif k.startswith(("decoder_blocks.", "norm.")):
+            assert not torch.equal(v, before[k]), k
+    assert any(k.startswith("new_blocks.") for k in after)
+    assert not any(p.requires_grad for n, p in res.model.named_parameters() if n.startswith("blocks."))
+    assert res.exported.is_file() and res.model.config.num_new_blocks == 1
+
+
+def test_finetune_init_of_another_architecture(tmp_path):
+    from maelib.checkpoints import save_pretrained
+
+    other = mt.build_model(tiny(model_kwargs={**PRESETS["ci"].model_kwargs, "embed_dim": 32}))
+    init = save_pretrained(other, tmp_path / "other")
+    with pytest.raises(ValueError, match="does not fit"):
+        train(tiny(stage="finetune", init=str(init)), tmp_path / "ft", progress=False)
+    with pytest.raises(FileNotFoundError):
+        missing = str(tmp_path / "missing.safetensors")
+        train(tiny(stage="finetune", init=missing), tmp_path / "ft2", progress=False)
+
+
+def test_deterministic_mode_is_scoped_to_the_run(tmp_path, monkeypatch):
+    before, seen, orig = torch.are_deterministic_algorithms_enabled(), {}, mt.build_model
+
+    def spy(cfg):
+        seen["deterministic"] = torch.are_deterministic_algorithms_enabled()
+        return orig(cfg)
+
+    monkeypatch.setattr(mt, "build_model", spy)
+    a = train(tiny(deterministic=True, max_steps=2), tmp_path / "a", progress=False, export=False)
+    b = train(tiny(deterministic=True, max_steps=2), tmp_path / "b", progress=False, export=False)
+    assert seen["deterministic"] is True and torch.are_deterministic_algorithms_enabled() == before
+    assert state_hash(a.model) == state_hash(b.model)
+
+
+def test_bad_data_inputs(tmp_path):
+    with pytest.raises(ValueError, match="larger than the training set"):
+        train(tiny(batch_size=64), tmp_path / "a", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError):
+        train(tiny(data=str(tmp_path / "empty"), synthetic=0), tmp_path / "b", progress=False)
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    orig = MaskedAutoencoderViT.forward_loss
+
+    def forward_loss(self, imgs, pred, mask):
+        calls["n"] += 1
+        loss = orig(self, imgs, pred, mask)
+        return loss * float("nan") if calls["n"] == 4 and self.training else loss
+
+    monkeypatch.setattr(MaskedAutoencoderViT, "forward_loss", forward_loss)
+    with pytest.raises(TrainingError, match="nan at step 3"):
+        train(tiny(epochs=3), tmp_path, progress=False)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt["step"] == 3
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_nan_gradients_never_reach_a_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    orig = MaskedAutoencoderViT.forward_loss
+
+    def forward_loss(self, imgs, pred, mask):
+        calls["n"] += 1
+        loss = orig(self, imgs, pred, mask)
+        if calls["n"] == 3 and self.training:  # finite loss, NaN gradients
+            loss = loss + torch.sqrt(pred.sum() * 0.0)
+        return loss
+
+    monkeypatch.setattr(MaskedAutoencoderViT, "forward_loss", forward_loss)
+    with pytest.raises(TrainingError, match="non-finite weights after step 3"):
+        train(tiny(epochs=3, clip_grad=None), tmp_path, progress=False)
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt["step"] == 2 and all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    with pytest.raises(TrainingError, match="gradient norm is nan at step 2"):
+        calls["n"] = 0
+        train(tiny(epochs=3, clip_grad=1.0), tmp_path / "clip", progress=False)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    res = train(tiny(max_steps=1), tmp_path, progress=False, export=False)
+    path = tmp_path / "checkpoint.pt"
+    good = path.read_bytes()
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mt.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_torch_save({"model": res.model.state_dict()}, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good and load_checkpoint(path)["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_resume_rejects_corrupt_or_foreign_checkpoint(tmp_path):
+    train(tiny(max_steps=1), tmp_path / "run", progress=False, export=False)
+    other = tiny(model_kwargs={**PRESETS["ci"].model_kwargs, "depth": 1})
+    with pytest.raises(ValueError, match="another architecture.*blocks.1"):
+        train(other, tmp_path / "run", resume=True, progress=False)
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        train(tiny(), tmp_path / "run", resume=True, progress=False)
+
+
+def test_resume_in_process_matches_uninterrupted(tmp_path):
+    full = train(tiny(epochs=2), tmp_path / "full", progress=False, export=False)
+    train(tiny(epochs=2, max_steps=3), tmp_path / "part", progress=False, export=False)
+    resumed = train(tiny(epochs=2), tmp_path / "part", resume=True, progress=False, export=False)
+    assert resumed.step == full.step == 4
+    assert state_hash(resumed.model) == state_hash(full.model)
+
+
+HASH_SCRIPT = """
+import hashlib, os, sys
+from maelib.train import TrainConfig, train
+out, max_steps, resume = sys.argv[1], int(sys.argv[2]) or None, sys.argv[3] == "resume"
+cfg = TrainConfig.from_preset("ci", synthetic=32, val_synthetic=4, val_images=4, batch_size=4, epochs=2,
+                              ckpt_every=2, export_dtype="float32", num_threads=1, max_steps=max_steps)
+res = train(cfg, out, resume=resume, progress=False)
+h = hashlib.sha256()
+for k, v in sorted(res.model.state_dict().items()):
+    h.update(k.encode()); h.update(v.contiguous().numpy().tobytes())
+open(os.path.join(out, "hash_rank%s.txt" % os.environ["RANK"]), "w").write(h.hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_identical_weights_and_exact_resume(tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(HASH_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+
+    def torchrun(out: str, max_steps: int = 0, resume: str = "fresh") -> tuple[str, str]:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(script), str(tmp_path / out), str(max_steps), resume]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return tuple((tmp_path / out / f"hash_rank{r}.txt").read_text() for r in (0, 1))
+
+    full = torchrun("full")
+    assert full[0] == full[1] and len(full[0]) == 64
+    log = (tmp_path / "full" / "log.jsonl").read_text().splitlines()
+    losses = [float(ln.split('"loss": ')[1].split(",")[0]) for ln in log if '"loss"' in ln]
+    assert len(losses) == 8 and all(map(math.isfinite, losses))  # 32 images / (4 x 2 ranks) x 2 epochs
+    part = torchrun("part", max_steps=3)
+    assert part[0] == part[1] != full[0]
+    assert torchrun("part", resume="resume") == full
