@@ -1,5 +1,13 @@
 """maelib: Masked Autoencoders with a Vision Transformer: masking strategies, facade inpainting, tutorials."""
 
+from .checkpoints import (
+    list_pretrained,
+    load_model,
+    load_official_checkpoint,
+    load_pretrained,
+    save_pretrained,
+)
+from .inference import Reconstruction, reconstruct
 from .mask_specs import CurriculumSchedule, MaskSpec
 from .masking import (
     MASK_MODES,
@@ -40,5 +48,7 @@ __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "Normalization",
     "grid_size", "patch_mask_to_pixel_mask", "patchify", "pixel_mask_to_patch_mask", "unpatchify",
     "get_2d_sincos_pos_embed", "interpolate_pos_embed",
+    "list_pretrained", "load_model", "load_official_checkpoint", "load_pretrained", "save_pretrained",
+    "Reconstruction", "reconstruct",
     "__version__",
 ]
