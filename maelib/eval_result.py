@@ -94,10 +94,10 @@ class EvalResult:
 
     def plot(self):
         """Bar chart: one panel per available metric, bars per method grouped by mask, CI error bars."""
-        from matplotlib.figure import Figure
+        from ._figure import new_figure
 
         metrics = self.available_metrics()
-        fig = Figure(figsize=(4.2 * max(len(metrics), 1), 3.6), layout="constrained")
+        fig = new_figure(4.2 * max(len(metrics), 1), 3.6)
         axes = fig.subplots(1, max(len(metrics), 1), squeeze=False)[0]
         summ, width = self.summary(), 0.8 / max(len(self.methods), 1)
         for ax, k in zip(axes, metrics):

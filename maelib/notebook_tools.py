@@ -28,6 +28,7 @@ def _atomic_write(nb, path: Path) -> None:
             nbformat.write(nb, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
