@@ -17,10 +17,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from .model import MaskedAutoencoderViT
-from .train_config import (  # noqa: F401  (re-exported: part of this module's API)
-    PRESETS,
+from .train_config import PRESETS, TrainConfig  # noqa: F401  (re-exported: part of this module's API)
+from .train_setup import (  # noqa: F401  (re-exported: part of this module's API)
     CachedDataset,
-    TrainConfig,
     autocast_dtype,
     build_datasets,
     build_model,

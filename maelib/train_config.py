@@ -1,6 +1,6 @@
 """Training configuration: the frozen :class:`TrainConfig` and its named presets.
 
-What a config builds lives in :mod:`maelib.train_setup` and is importable from here.
+What a config builds lives in :mod:`maelib.train_setup`.
 """
 
 from __future__ import annotations
@@ -10,19 +10,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .mask_specs import CurriculumSchedule, MaskSpec
-from .train_setup import (  # noqa: F401  (re-exported: part of this module's API)
-    CachedDataset,
-    adamw_impl,
-    autocast_dtype,
-    build_datasets,
-    build_model,
-    build_optimizer,
-    dist_info,
-    epoch_batches,
-    lr_factor,
-    resolve_device,
-    set_epoch,
-)
 
 STAGES = ("pretrain", "finetune")
 AMP_POLICIES = ("auto", "bf16", "fp16", "off")
