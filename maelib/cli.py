@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--data", help="data folder, or 'synthetic'")
+    t.add_argument("--source", action="append", dest="sources", metavar="LAYOUT:PATH[@all]",
+                   help="a training source (repeatable), e.g. cmp:DIR, folder:DIR@all, synthetic:600; "
+                        "@all: every image trains, none validates")
     t.add_argument("--init", help="initial weights: .safetensors (save_pretrained) or official .pth")
     t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     t.add_argument("--seed", type=int)
@@ -66,6 +69,8 @@ def train_config_from_args(args: argparse.Namespace):
         cfg = TrainConfig.from_preset(args.preset or "ci")
     changes = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items()
                if getattr(args, flag) is not None}
+    if getattr(args, "sources", None):
+        changes["sources"] = tuple(args.sources)
     cfg = cfg.replace(**changes) if changes else cfg
     return cfg.with_overrides(args.set) if args.set else cfg
 

@@ -14,21 +14,21 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from .model import MaskedAutoencoderViT
 from .train_config import PRESETS, TrainConfig  # noqa: F401  (re-exported: part of this module's API)
 from .train_setup import (  # noqa: F401  (re-exported: part of this module's API)
-    CachedDataset,
     autocast_dtype,
+    batch_generator,
     build_datasets,
     build_model,
     build_optimizer,
     dist_info,
     epoch_batches,
+    fused_attention,
     lr_factor,
     resolve_device,
-    set_epoch,
 )
 from .train_state import (  # noqa: F401  (re-exported: part of this module's API)
     _load_model_state,
@@ -133,6 +133,15 @@ class RunLog:
             self.tb.close()
 
 
+def save_snapshot(model: MaskedAutoencoderViT, cfg: TrainConfig, path: Path, step: int,
+                  eff_batch: int) -> Path:
+    """The weights at ``step`` as ``path.safetensors`` (+ .json), for the images-seen curve."""
+    from .checkpoints import save_pretrained
+
+    meta = {"stage": cfg.stage, "steps": step, "images_seen": step * eff_batch, "train_config": cfg.to_dict()}
+    return save_pretrained(model, path, metadata=meta, dtype=getattr(torch, cfg.export_dtype))
+
+
 # --- the loop ----------------------------------------------------------------------------------------------
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
           export: bool = True) -> TrainResult:
@@ -177,12 +186,14 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
     torch.manual_seed(cfg.seed)
     amp = autocast_dtype(cfg.amp, device)
     model = build_model(cfg).to(device)
+    model.set_fused_attn(fused_attention(cfg.attention, device))
     train_ds, val_ds = build_datasets(cfg, verbose=main)
-    micro_per_epoch = len(train_ds) // (cfg.batch_size * world)
+    micro_per_epoch = (cfg.samples_per_epoch or len(train_ds)) // (cfg.batch_size * world)
     steps_per_epoch = micro_per_epoch // cfg.accum_steps
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size={cfg.batch_size} x accum_steps={cfg.accum_steps} x world_size={world} "
-                         f"is larger than the training set ({len(train_ds)} images); lower batch_size")
+                         f"is larger than an epoch ({cfg.samples_per_epoch or len(train_ds)} images); lower "
+                         "batch_size")
     total = steps_per_epoch * cfg.epochs
     optimizer = build_optimizer(cfg, model, device, world)
     lr = cfg.absolute_lr(world)
@@ -214,8 +225,10 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    eager_net = net
     if cfg.compile:
         net = torch.compile(net)
+    compiled_ok = not cfg.compile
 
     def save_checkpoint() -> None:
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
@@ -233,29 +246,48 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
                                "config": cfg.to_dict(), "world_size": world}, ckpt_path)
 
     log = RunLog(out, main, cfg.tensorboard, step if resume else None)
+    if main:
+        policy = {"amp": str(amp).replace("torch.", "") if amp else "fp32", "compile": bool(cfg.compile),
+                  "attention": "fused" if fused_attention(cfg.attention, device) else "math",
+                  "threads": torch.get_num_threads(), "device": str(device), "batch_size": cfg.batch_size,
+                  "train_images": len(train_ds), "cache_seconds": round(train_ds.build_seconds, 2)}
+        print(f"maelib: training policy {policy}")
+        log.write({"step": step, "policy": policy})
     norm = model.config.normalization
     bar = tqdm(total=min(total, cfg.max_steps or total), initial=step, disable=not (main and progress),
                desc=f"{cfg.stage} {cfg.model}")
-    loss_sum, loss_n, seen, t0 = 0.0, 0, 0, time.perf_counter()
+    loss_sum, loss_n, seen, data_time, t0 = 0.0, 0, 0, 0.0, time.perf_counter()
     last_loss = val_loss = None
     net.train()
     done = step >= total or (cfg.max_steps is not None and step >= cfg.max_steps)
+    eff_batch = cfg.effective_batch(world)
     while not done and epoch < cfg.epochs:
-        set_epoch(train_ds, epoch)
         spec = cfg.mask_spec(epoch)
         opts = spec.options()
-        batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch, rank, world)
+        batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch, rank, world,
+                                cfg.samples_per_epoch)
         batches = batches[:steps_per_epoch * cfg.accum_steps]
-        loader = DataLoader(train_ds, batch_sampler=batches[micro:], num_workers=cfg.num_workers,
-                            pin_memory=device.type == "cuda",
-                            generator=torch.Generator().manual_seed(cfg.seed + epoch))
-        for imgs in loader:
+        while micro < len(batches):
+            td = time.perf_counter()
+            imgs = train_ds.crops(batches[micro], cfg.img_size, batch_generator(cfg.seed, epoch, micro, rank),
+                                  scale=cfg.crop_scale, train=cfg.train_augment)
             imgs = norm.normalize(imgs.to(device, non_blocking=True))
+            data_time += time.perf_counter() - td
             boundary = (micro + 1) % cfg.accum_steps == 0
             sync = net.no_sync() if world > 1 and not boundary else contextlib.nullcontext()
             with sync:
                 with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    loss, _, _ = net(imgs, generator=mask_gen, **opts)
+                    try:
+                        loss, _, _ = net(imgs, generator=mask_gen, **opts)
+                    except Exception as err:
+                        if compiled_ok:
+                            raise
+                        if main:
+                            print(f"maelib: torch.compile failed ({type(err).__name__}: {err}); "
+                                  "training continues in eager mode")
+                        net = eager_net
+                        loss, _, _ = net(imgs, generator=mask_gen, **opts)
+                    compiled_ok = True
                 value = loss.detach().float()
                 if world > 1:
                     dist.all_reduce(value)
@@ -282,14 +314,20 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
             scheduler.step()
             step += 1
             bar.update(1)
+            if main:
+                for n_img in cfg.snapshot_images:
+                    if (step - 1) * eff_batch < n_img <= step * eff_batch:
+                        save_snapshot(model, cfg, out / f"snapshot_{n_img}", step, eff_batch)
             if step % cfg.log_every == 0 or step == total:
                 dt = time.perf_counter() - t0
                 last_loss = loss_sum / loss_n
                 rec = {"step": step, "epoch": epoch, "loss": last_loss, "lr": step_lr,
-                       "img_per_s": seen / dt if dt > 0 else 0.0, "mask": str(spec)}
+                       "img_per_s": seen / dt if dt > 0 else 0.0,
+                       "data_share": data_time / dt if dt > 0 else 0.0,
+                       "mask": str(spec)}
                 log.write(rec)
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{step_lr:.2e}", img_s=f"{rec['img_per_s']:.1f}")
-                loss_sum, loss_n, seen, t0 = 0.0, 0, 0, time.perf_counter()
+                loss_sum, loss_n, seen, data_time, t0 = 0.0, 0, 0, 0.0, time.perf_counter()
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 done = True
                 break

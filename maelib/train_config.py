@@ -13,6 +13,7 @@ from .mask_specs import CurriculumSchedule, MaskSpec
 
 STAGES = ("pretrain", "finetune")
 AMP_POLICIES = ("auto", "bf16", "fp16", "off")
+ATTENTION_KERNELS = ("auto", "fused", "math")
 
 
 @dataclass(frozen=True)
@@ -21,16 +22,24 @@ class TrainConfig:
 
     Model: ``model`` (factory name in ``maelib.MODELS``), ``img_size``, ``patch_size`` (None: the factory's),
     ``model_kwargs`` (e.g. ``{"depth": 6}``), ``num_new_blocks``, ``norm_pix_loss``, ``loss``.
-    Data: ``data`` (a folder; None: the resolver of :func:`maelib.data.load_facades`; ``"synthetic"``: only
-    procedural facades), ``synthetic`` / ``val_synthetic`` (procedural images added to train / val),
+    Data: ``sources`` (:class:`maelib.data.cache.DataSource` strings such as ``"cmp:PATH"``,
+    ``"folder:PATH@all"``; empty: ``data``, a folder, None for the resolver of
+    :func:`maelib.data.load_facades`, ``"synthetic"`` for procedural facades only), ``synthetic`` /
+    ``val_synthetic`` (procedural images added to train / val). Training photos are decoded once into a
+    :class:`~maelib.data.cache.PhotoCache` with short side ``cache_short_side`` (None: 1.5 x ``img_size``),
+    kept on disk in ``cache_dir`` ("auto": ``~/.cache/maelib/photo_cache``; None: memory only), and cropped
+    with random-resized crops of area ``crop_scale``; ``samples_per_epoch`` (None: the number of training
+    images) sets the length of an epoch. ``snapshot_images``: save the weights when this many images
+    were seen.
     ``data_seed`` (fixes the split), ``train_augment``, ``num_workers``, ``val_images`` (cap).
     Stage: ``"pretrain"`` masks with ``mask`` (a :class:`MaskSpec` string); ``"finetune"`` loads ``init``
     (.safetensors from ``save_pretrained`` or an official .pth), optionally ``freeze``s the pretrained blocks
     and masks with the :class:`CurriculumSchedule` built from the ``curriculum_*`` fields.
     Steps: ``log_every`` / ``ckpt_every`` in optimizer steps (checkpoints also at each epoch end),
-    ``val_every`` in epochs. ``amp``: "auto" | "bf16" | "fp16" (CUDA only) | "off". ``max_steps`` stops early
-    (the schedule still spans ``epochs``); ``num_threads`` sets torch's CPU threads for the run (1 is faster
-    on a busy machine); ``export_dtype`` is the dtype of the final ``model.safetensors``.
+    ``val_every`` in epochs. ``amp``: "auto" | "bf16" | "fp16" (CUDA only) | "off". ``attention``:
+    "auto" (explicit "math" attention on CPU, "fused" SDPA on CUDA) | "fused" | "math".
+    ``max_steps`` stops early (the schedule still spans ``epochs``); ``num_threads`` sets torch's CPU
+    threads for the run (1 is faster on a busy machine); ``export_dtype``: the final weights' dtype.
     """
 
     model: str = "mae_vit_tiny_patch8"
@@ -41,6 +50,12 @@ class TrainConfig:
     norm_pix_loss: bool = False
     loss: str = "mse"
     data: str | None = None
+    sources: tuple[str, ...] = ()
+    cache_short_side: int | None = None
+    cache_dir: str | None = "auto"
+    crop_scale: tuple[float, float] = (0.35, 1.0)
+    samples_per_epoch: int | None = None
+    snapshot_images: tuple[int, ...] = ()
     synthetic: int = 0
     val_synthetic: int = 0
     data_seed: int = 0
@@ -70,6 +85,7 @@ class TrainConfig:
     curriculum_horizontal_random_offset: bool = True
     amp: str = "auto"
     compile: bool = False
+    attention: str = "auto"
     seed: int = 0
     deterministic: bool = False
     device: str = "auto"
@@ -90,6 +106,8 @@ class TrainConfig:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.amp not in AMP_POLICIES:
             raise ValueError(f"amp must be one of {AMP_POLICIES}, got {self.amp!r}")
+        if self.attention not in ATTENTION_KERNELS:
+            raise ValueError(f"attention must be one of {ATTENTION_KERNELS}, got {self.attention!r}")
         if self.export_dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError(f"export_dtype must be float32, float16 or bfloat16, got {self.export_dtype!r}")
         if not isinstance(self.model_kwargs, dict):
@@ -111,6 +129,20 @@ class TrainConfig:
             raise ValueError("data='synthetic' needs synthetic >= 1 (the number of procedural images)")
         if self.stage == "finetune" and not self.init:
             raise ValueError("stage='finetune' needs init (a .safetensors from save_pretrained or a .pth)")
+        from .data.cache import DataSource
+
+        for src in self.sources:
+            DataSource.parse(src)
+        if self.cache_short_side is not None and self.cache_short_side < min(_size2(self.img_size)):
+            raise ValueError(f"cache_short_side must be >= img_size ({self.img_size}), "
+                             f"got {self.cache_short_side}")
+        lo, hi = self.crop_scale
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
+        if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
+            raise ValueError(f"samples_per_epoch must be >= 1 or None, got {self.samples_per_epoch}")
+        if any(int(n) < 1 for n in self.snapshot_images):
+            raise ValueError(f"snapshot_images must be positive image counts, got {self.snapshot_images}")
         if self.stage == "pretrain":
             MaskSpec.parse(self.mask)
         else:
@@ -135,17 +167,23 @@ class TrainConfig:
         return MaskSpec.parse(self.mask) if self.stage == "pretrain" else self.curriculum().spec(epoch)
 
     # --- construction ---------------------------------------------------------------------------------
+    def short_side(self) -> int:
+        """The photo cache's short side: ``cache_short_side`` or 1.5 x the short side of ``img_size``."""
+        return self.cache_short_side or round(1.5 * min(_size2(self.img_size)))
+
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["betas"] = list(self.betas)
+        for name in _TUPLE_FIELDS:
+            d[name] = list(d[name])
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         _check_fields(d)
         d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
+        for name in _TUPLE_FIELDS:
+            if name in d:
+                d[name] = tuple(d[name])
         return cls(**d)
 
     @classmethod
@@ -157,6 +195,9 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         _check_fields(changes)
+        for name in _TUPLE_FIELDS:
+            if isinstance(changes.get(name), list):
+                changes[name] = tuple(changes[name])
         return replace(self, **changes)
 
     def with_overrides(self, items: list[str]) -> TrainConfig:
@@ -176,6 +217,13 @@ class TrainConfig:
             else:
                 changes[key] = value
         return self.replace(**changes)
+
+
+_TUPLE_FIELDS = ("betas", "sources", "crop_scale", "snapshot_images")
+
+
+def _size2(size) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else tuple(size)
 
 
 def _check_fields(changes: dict) -> None:
@@ -206,11 +254,13 @@ PRESETS: dict[str, TrainConfig] = {
                                     "decoder_depth": 1, "decoder_num_heads": 2},
                       data="synthetic", synthetic=48, val_synthetic=8, val_images=8, epochs=2, batch_size=8,
                       blr=1e-3, warmup_epochs=0.5, amp="off", log_every=1, ckpt_every=2,
-                      export_dtype="float32"),
-    "facade-pretrain": TrainConfig(**_FACADE_MODEL, synthetic=600, val_synthetic=64, epochs=30,
-                                   batch_size=64, blr=1.5e-3, min_lr=1e-6, warmup_epochs=2,
-                                   weight_decay=0.05, mask="random:0.75", log_every=5, ckpt_every=25,
-                                   val_every=5, clip_grad=1.0),
+                      export_dtype="float32", cache_dir=None),
+    "facade-pretrain": TrainConfig(**_FACADE_MODEL, synthetic=600, val_synthetic=64, epochs=32,
+                                   samples_per_epoch=65_536, batch_size=128, blr=2e-3, min_lr=1e-6,
+                                   warmup_epochs=1.6, weight_decay=0.05, mask="random:0.75",
+                                   crop_scale=(0.35, 1.0), compile=True, log_every=20, ckpt_every=150,
+                                   val_every=2, clip_grad=1.0,
+                                   snapshot_images=(100_000, 300_000, 1_000_000, 2_000_000)),
     "facade-finetune": TrainConfig(**_FACADE_MODEL, stage="finetune",
                                    init="runs/facade_pretrain/model.safetensors",
                                    num_new_blocks=2, freeze=True, synthetic=600, val_synthetic=64, epochs=12,

@@ -1,15 +1,18 @@
-"""What a training config builds: device, autocast dtype, model, datasets, batches, optimizer, lr schedule."""
+"""What a training config builds: device, autocast dtype, model, data (photo cache + val), batches,
+optimizer, lr schedule."""
 
 from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
+from .data.cache import DataSource, PhotoCache
 from .model import MaskedAutoencoderViT, create_model
 
 if TYPE_CHECKING:
@@ -53,6 +56,12 @@ def autocast_dtype(policy: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
+def fused_attention(policy: str, device: torch.device) -> bool:
+    """Whether ``policy`` ("auto" | "fused" | "math") uses the fused SDPA kernel on ``device``: "auto" is
+    fused on CUDA and math on CPU, where it measured 2.5x faster (benchmarks/bench_train_step.py)."""
+    return policy == "fused" or (policy == "auto" and device.type == "cuda")
+
+
 def build_model(cfg: TrainConfig) -> MaskedAutoencoderViT:
     """The model of ``cfg``; for finetune loaded from ``cfg.init`` (new blocks stay initialised), frozen if
     ``cfg.freeze``. Raises FileNotFoundError / ValueError (listing the keys that do not fit)."""
@@ -72,58 +81,86 @@ def build_model(cfg: TrainConfig) -> MaskedAutoencoderViT:
     return model
 
 
-class CachedDataset(Dataset):
-    """Memoise the items of an epoch-independent dataset as uint8 (e.g. procedural facades)."""
+def data_sources(cfg: TrainConfig, verbose: bool = True) -> tuple[list[DataSource], bool]:
+    """The training sources of ``cfg``: ``cfg.sources``, else ``cfg.data`` (a folder, the resolved CMP folder
+    or, when none is found, 800 procedural facades), plus ``cfg.synthetic`` procedural ones.
 
-    def __init__(self, base: Dataset) -> None:
-        self.base, self.cache = base, {}
+    Returns: (sources, fell_back) — ``fell_back`` is True when no real data was found for ``data=None``.
+    """
+    from .data.datasets import resolve_data_dir
 
-    def __len__(self) -> int:
-        return len(self.base)
+    srcs = [DataSource.parse(s) for s in cfg.sources]
+    fell_back = False
+    if not srcs and cfg.data != "synthetic":
+        root = resolve_data_dir(cfg.data)
+        if root is not None:
+            srcs.append(DataSource("auto", str(root)))
+        else:
+            fell_back = True
+            srcs.append(DataSource("synthetic", count=800))
+            if verbose:
+                print("maelib: CMP Facade Database not found; training on 800 procedural facades. For the "
+                      "real photos run `maelib download cmp-base` or set MAELIB_DATA_DIR.")
+    if cfg.synthetic:
+        srcs.append(DataSource("synthetic", count=cfg.synthetic))
+    return srcs, fell_back
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        if i not in self.cache:
-            self.cache[i] = (self.base[i] * 255).round().to(torch.uint8)
-        return self.cache[i].float() / 255
+
+def cache_folder(cfg: TrainConfig) -> Path | None:
+    """Where the photo cache lives: ``cfg.cache_dir``; "auto" = ``~/.cache/maelib/photo_cache``."""
+    from .data.download import user_cache_dir
+
+    if cfg.cache_dir is None:
+        return None
+    return user_cache_dir() / "photo_cache" if cfg.cache_dir == "auto" else Path(cfg.cache_dir).expanduser()
 
 
-def build_datasets(cfg: TrainConfig, verbose: bool = True) -> tuple[Dataset, Dataset]:
-    """(train, val): real facades (``cfg.data`` or the resolver) plus ``cfg.synthetic`` procedural ones."""
-    from .data.datasets import load_facades
+def build_datasets(cfg: TrainConfig, verbose: bool = True) -> tuple[PhotoCache, Dataset]:
+    """(train, val): the training photos of every source decoded once into a :class:`PhotoCache`, and the
+    val images (the val split of each ``@train`` source, centre-cropped to ``img_size``, plus
+    ``cfg.val_synthetic`` procedural facades)."""
     from .data.synthetic import SyntheticFacades
 
-    parts: dict[str, list[Dataset]] = {"train": [], "val": []}
-    if cfg.data != "synthetic":
-        for split in parts:
-            parts[split].append(load_facades(split, cfg.img_size, path=cfg.data, seed=cfg.data_seed,
-                                             train_augment=cfg.train_augment and split == "train",
-                                             verbose=verbose))
-    for split, n, stream in (("train", cfg.synthetic, 10), ("val", cfg.val_synthetic, 11)):
-        if n:
-            synth = SyntheticFacades(n, cfg.img_size, cfg.data_seed, stream=stream)
-            parts[split].append(CachedDataset(synth))
-    out = [ConcatDataset(p) if len(p) > 1 else p[0] for p in parts.values() if p]
-    if len(out) < 2 or len(out[0]) == 0:
-        raise ValueError(f"empty dataset: data={cfg.data!r}, synthetic={cfg.synthetic}, "
-                         f"val_synthetic={cfg.val_synthetic} give no train or no val images")
-    return out[0], out[1]
-
-
-def set_epoch(ds: Dataset, epoch: int) -> None:
-    for d in ds.datasets if isinstance(ds, ConcatDataset) else [ds]:
-        d = getattr(d, "base", d)
-        if hasattr(d, "set_epoch"):
-            d.set_epoch(epoch)
+    srcs, fell_back = data_sources(cfg, verbose)
+    train_ds = PhotoCache.build(srcs, cfg.short_side(), cfg.data_seed, cache_dir=cache_folder(cfg),
+                                verbose=verbose) if srcs else None
+    val: list[Dataset] = []
+    for src in srcs:
+        if src.layout != "synthetic":
+            ds = src.open("val", cfg.img_size, cfg.data_seed)
+            if ds is not None:
+                val.append(ds)
+    if fell_back:
+        val.append(SyntheticFacades(100, cfg.img_size, cfg.data_seed, stream=1))
+    if cfg.val_synthetic:
+        val.append(SyntheticFacades(cfg.val_synthetic, cfg.img_size, cfg.data_seed, stream=11))
+    if train_ds is None or not val:
+        raise ValueError(f"empty dataset: data={cfg.data!r}, sources={list(cfg.sources)}, "
+                         f"synthetic={cfg.synthetic}, val_synthetic={cfg.val_synthetic} give no train or no "
+                         "val images")
+    return train_ds, ConcatDataset(val) if len(val) > 1 else val[0]
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
-                  world: int = 1) -> list[list[int]]:
-    """This rank's micro-batches of ``epoch``: a permutation seeded by (seed, epoch), dealt round-robin to
-    the ranks, incomplete batches dropped. Returns: ``n // (batch_size * world)`` lists of indices."""
-    perm = np.random.default_rng([seed, epoch]).permutation(n)
-    per_rank = n // (batch_size * world) * batch_size
+                  world: int = 1, samples: int | None = None) -> list[list[int]]:
+    """This rank's micro-batches of ``epoch``: ``samples`` indices (default ``n``) from permutations of
+    ``range(n)`` seeded by (seed, epoch), dealt round-robin to the ranks, incomplete batches dropped.
+
+    Returns: ``samples // (batch_size * world)`` lists of indices.
+    """
+    samples = n if samples is None else samples
+    rng = np.random.default_rng([seed, epoch])
+    perm = np.concatenate([rng.permutation(n) for _ in range(-(-samples // n))])[:samples]
+    per_rank = samples // (batch_size * world) * batch_size
     mine = perm[rank::world][:per_rank].tolist()
     return [mine[i:i + batch_size] for i in range(0, per_rank, batch_size)]
+
+
+def batch_generator(seed: int, epoch: int, micro: int, rank: int = 0) -> torch.Generator:
+    """The generator of micro-batch ``micro``'s crops: seeded by (seed, epoch, micro, rank) only, so a
+    resumed run draws the same crops."""
+    state = np.random.SeedSequence([seed, epoch, micro, rank]).generate_state(2, np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
 def build_optimizer(cfg: TrainConfig, model: MaskedAutoencoderViT, device: torch.device,

@@ -43,7 +43,7 @@ def test_train_flags_map_to_config(tmp_path, capsys):
     (["--preset", "nope"], "unknown preset 'nope'; presets: .*facade-pretrain"),
     (["--set", "nosuchfield=1"], "unknown TrainConfig fields \\['nosuchfield'\\]"),
     (["--set", "mask=combined:0.6+0.5"], "block_ratio \\+ random_ratio"),
-    (["--batch-size", "1000"], "larger than the training set"),
+    (["--batch-size", "1000"], "larger than an epoch"),
     (["--init", "missing.pth", "--set", "stage=finetune"], "not found: missing.pth"),
 ])
 def test_train_bad_input_exits_2_with_message(tmp_path, capsys, argv, match):

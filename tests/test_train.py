@@ -175,7 +175,7 @@ def test_deterministic_mode_is_scoped_to_the_run(tmp_path, monkeypatch):
 
 
 def test_bad_data_inputs(tmp_path):
-    with pytest.raises(ValueError, match="larger than the training set"):
+    with pytest.raises(ValueError, match="larger than an epoch"):
         train(tiny(batch_size=64), tmp_path / "a", progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError):
