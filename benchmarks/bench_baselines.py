@@ -14,7 +14,7 @@ import torch
 from maelib.baselines import BASELINES
 from maelib.data import SyntheticFacades
 from maelib.evaluate import draw_mask
-from maelib.mask_specs import MaskSpec
+from maelib.masking import MaskSpec
 from maelib.metrics import LPIPSMetric, compute_metrics
 from maelib.patches import patch_mask_to_pixel_mask, patchify, unpatchify
 

@@ -2,7 +2,7 @@
 
 Variants per model, timed in interleaved rounds on the same batch and masks so that machine load hits all
 alike: ``plain`` (fp32, ``AdamW()`` defaults: for-loop on CPU), ``fused`` (fp32, maelib's AdamW choice,
-:func:`maelib.train_setup.adamw_impl`), ``fused+bf16`` (plus ``torch.autocast`` bf16: what ``amp="auto"``
+:func:`maelib.train.adamw_impl`), ``fused+bf16`` (plus ``torch.autocast`` bf16: what ``amp="auto"``
 picks on CPUs with native bf16) and, with ``--compile``, ``compiled+bf16`` (plus ``torch.compile``). Loss
 columns: the first step's loss (same weights and mask in every variant) and the largest relative difference
 to ``plain`` over all steps. A second table times ``AdamW.step`` alone: for-loop, foreach and fused.
@@ -19,9 +19,8 @@ import time
 import torch
 
 from maelib.model import create_model
-from maelib.train import autocast_dtype
+from maelib.train import adamw_impl, autocast_dtype
 from maelib.train_config import PRESETS
-from maelib.train_setup import adamw_impl
 
 _facade = PRESETS["facade-pretrain"]
 CONFIGS = {

@@ -1,5 +1,6 @@
 """maelib: Masked Autoencoders with a Vision Transformer: masking strategies, facade inpainting, tutorials."""
 
+from ._version import __version__
 from .checkpoints import (
     list_pretrained,
     load_model,
@@ -8,9 +9,10 @@ from .checkpoints import (
     save_pretrained,
 )
 from .inference import Reconstruction, reconstruct
-from .mask_specs import CurriculumSchedule, MaskSpec
 from .masking import (
     MASK_MODES,
+    CurriculumSchedule,
+    MaskSpec,
     apply_mask,
     block_bbox_mask,
     block_mask,
@@ -35,8 +37,6 @@ from .model import (
 from .norm import IMAGENET_MEAN, IMAGENET_STD, Normalization
 from .patches import grid_size, patch_mask_to_pixel_mask, patchify, pixel_mask_to_patch_mask, unpatchify
 from .pos_embed import get_2d_sincos_pos_embed, interpolate_pos_embed
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CurriculumSchedule", "MaskSpec",

@@ -1,4 +1,7 @@
-"""Files written so that a crash never leaves a half-written one: atomic replace, and sha256 of a file."""
+"""Files written so that a crash never leaves a half-written one (atomic replace); sha256 of files and bytes.
+
+Every file maelib writes whole goes through :func:`atomic_path` (directly or via :func:`atomic_write`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,9 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 
 @contextlib.contextmanager
@@ -41,11 +45,20 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], mode: int = 0o644) -> Path:
+    """Call ``write(f)`` on a binary file that replaces ``path`` atomically once it returns. Returns the path.
+
+    E.g. ``atomic_write(p, lambda f: torch.save(obj, f))`` or ``atomic_write(p, lambda f: fig.savefig(f))``.
+    """
+    with atomic_path(path, mode) as tmp:
+        with open(tmp, "wb") as f:
+            write(f)
+    return Path(path)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically. Returns the path."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -10,26 +10,22 @@ from collections.abc import Callable
 
 import torch
 
-from .patches import grid_size, patchify, pixel_mask_to_patch_mask, unpatchify
+from .patches import (
+    check_images,
+    check_pixel_mask,
+    grid_size,
+    patchify,
+    pixel_mask_to_patch_mask,
+    unpatchify,
+)
 
 Baseline = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _check(images: torch.Tensor, pixel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate inputs; returns images `(N, 3, H, W)` float and the mask as bool `(N, 1, H, W)`."""
-    for name, t in (("images", images), ("pixel_mask", pixel_mask)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
-    n, _, h, w = images.shape
-    m = pixel_mask[:, None] if pixel_mask.ndim == 3 else pixel_mask
-    if m.ndim != 4 or tuple(m.shape) != (n, 1, h, w):
-        raise ValueError(f"pixel_mask must have shape ({n}, 1, {h}, {w}) or ({n}, {h}, {w}), "
-                         f"got {tuple(pixel_mask.shape)}")
-    if not torch.isfinite(images).all():
-        raise ValueError("images contain NaN or infinite values")
-    return images.float(), (m > 0.5).to(images.device)
+    check_images(images, "images", channels=3, finite=True)
+    return images.float(), check_pixel_mask(pixel_mask, images)
 
 
 def _paste(images: torch.Tensor, filled: torch.Tensor, m: torch.Tensor) -> torch.Tensor:

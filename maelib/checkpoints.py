@@ -1,49 +1,288 @@
-"""Weights in and out: official MAE checkpoints, safetensors save/load, the bundled facade weights."""
+"""Weights in and out: the report of what fitted, official MAE checkpoints (download, validation, tolerant
+loading), safetensors save/load and the bundled facade weights."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from .checkpoints_official import (  # noqa: F401  (re-exported: part of this module's API)
-    _FB,
-    OFFICIAL_CHECKPOINTS,
-    PARTS,
-    LoadReport,
-    OfficialCheckpoint,
-    _listing,
-    _read_state_dict,
-    _square_grid,
-    load_official_checkpoint,
-    official_layout,
-    part_of,
-    validate_official_state_dict,
-)
-from .inference import Reconstruction, reconstruct  # noqa: F401  (part of this module's API)
-from .model import MAEConfig, MaskedAutoencoderViT
+from ._io import atomic_path, sha256_file
+from ._version import __version__
+from .model import PARTS, MAEConfig, MaskedAutoencoderViT, create_model, official_layout, part_of
+from .patches import Size2, square_grid, to_2tuple
+from .pos_embed import interpolate_pos_embed
 
 PRETRAINED: dict[str, str] = {"facade-pretrain": "data/weights/facade_pretrain",
                               "facade-finetune": "data/weights/facade_finetune"}
 
 
+# --- what fitted: the one report of loads and conversions -------------------------------------------------
+def _listing(items: list, limit: int = 8) -> str:
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+class ConversionError(ValueError):
+    """A strict conversion found keys it could not map; ``.report`` holds the :class:`ConversionReport`."""
+
+    def __init__(self, report: ConversionReport) -> None:
+        super().__init__(f"{report.source} -> {report.target}: {report.problems()}")
+        self.report = report
+
+
+@dataclass
+class ConversionReport:
+    """What a load or a conversion did with every key: nothing is dropped without being listed.
+
+    Attributes:
+        source / target: the two sides, e.g. a checkpoint path, ``"hf-vitmae"``, ``"maelib"``, ``"timm"``.
+        mapped: target keys written from the source.
+        missing: target keys the source should have filled and did not (a problem).
+        unused: source keys that map to nothing (a problem).
+        mismatched: ``(key, source shape, target shape)`` of keys left at the target's values (a problem).
+        dropped: source keys left out because the call asked for it (decoder when exporting the encoder,
+            ``new_blocks`` with ``include_new_blocks=False``, ``norm`` when fc_norm replaces it).
+        kept: target keys deliberately left at the target's own values (a fresh head / fc_norm, the decoder
+            when only an encoder is loaded).
+        not_in_checkpoint: whole parts (``maelib.model.PARTS``) the source does not hold; they keep their
+            initialisation (a pretrain file has no decoder, no official file has new blocks).
+        interpolated: ``key -> (source grid, target grid)`` of resized position tables.
+        notes: interpolations, layer splits, settings that do not carry over.
+    """
+
+    source: str = "<state dict>"
+    target: str = "maelib"
+    mapped: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    not_in_checkpoint: list[str] = field(default_factory=list)
+    interpolated: dict[str, tuple[Size2, Size2]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is missing, unused or mis-shaped and the encoder was in the source."""
+        problems = self.missing or self.unused or self.mismatched
+        return not problems and "encoder" not in self.not_in_checkpoint
+
+    def by_part(self, name: str = "mapped") -> dict[str, list]:
+        """The entries of list ``name`` (maelib keys, or ``mismatched`` tuples) grouped by :func:`part_of`."""
+        out: dict[str, list] = {}
+        for item in getattr(self, name):
+            out.setdefault(part_of(item[0] if isinstance(item, tuple) else item), []).append(item)
+        return out
+
+    def problems(self) -> str:
+        parts = [f"missing target keys {self.missing}" if self.missing else "",
+                 f"unused source keys {self.unused}" if self.unused else "",
+                 f"mis-shaped keys {[k for k, _, _ in self.mismatched]}" if self.mismatched else ""]
+        return "; ".join(p for p in parts if p) or "no problems"
+
+    def check(self, strict: bool = True) -> ConversionReport:
+        """Raise :class:`ConversionError` listing the missing / unused keys when ``strict`` and not ``ok``."""
+        if strict and not self.ok:
+            raise ConversionError(self)
+        return self
+
+    def merge_load_result(self, result, kept_prefixes: tuple[str, ...] = (),
+                          kept: Callable[[str], bool] | None = None) -> ConversionReport:
+        """Fold ``nn.Module.load_state_dict(strict=False)``'s missing / unexpected keys into the report;
+        missing keys starting with ``kept_prefixes`` (or for which ``kept(key)``) go to ``kept``."""
+        for k in result.missing_keys:
+            keep = k.startswith(kept_prefixes) or (kept is not None and kept(k))
+            dest = self.kept if keep else self.missing
+            if k not in dest:
+                dest.append(k)
+        self.unused.extend(k for k in result.unexpected_keys if k not in self.unused)
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        counts = [f"{len(getattr(self, n))} {n}" for n in ("mapped", "missing", "unused", "dropped", "kept")]
+        counts += [f"{len(self.mismatched)} mis-shaped"] if self.mismatched else []
+        lines = [f"{self.source} -> {self.target}: {'ok' if self.ok else 'NOT ok'}; {', '.join(counts)}"]
+        lines += [f"  {part}: not in checkpoint, kept initialised" for part in self.not_in_checkpoint]
+        lines += [f"  {k} interpolated {a} -> {b}" for k, (a, b) in self.interpolated.items()]
+        for name in ("missing", "unused", "dropped", "kept"):
+            if getattr(self, name):
+                lines.append(f"  {name}: {_listing(getattr(self, name))}")
+        if self.mismatched:
+            shapes = [f"{k} {a} vs target {b}" for k, a, b in self.mismatched]
+            lines.append(f"  shape mismatch, kept initialised: {_listing(shapes)}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def unwrap_state_dict(obj, name: str = "state_dict") -> dict[str, torch.Tensor]:
+    """A plain ``{key: tensor}`` from an ``nn.Module``, a state dict, or a checkpoint that wraps one under
+    ``"model"`` or ``"state_dict"`` (the official MAE files). TypeError naming ``name`` otherwise."""
+    if isinstance(obj, torch.nn.Module):
+        return dict(obj.state_dict())
+    if isinstance(obj, Mapping):
+        for key in ("model", "state_dict"):
+            if isinstance(obj.get(key), Mapping):
+                return dict(obj[key])
+        return dict(obj)
+    raise TypeError(f"{name} must be an nn.Module or a mapping of tensors, got {type(obj).__name__}")
+
+
+# --- official MAE checkpoints -------------------------------------------------------------------------------
+class OfficialCheckpoint(NamedTuple):
+    url: str
+    factory: str
+    has_decoder: bool
+
+
+_FB = "https://dl.fbaipublicfiles.com/mae"
+OFFICIAL_CHECKPOINTS: dict[str, OfficialCheckpoint] = {
+    f"mae_{kind}_vit_{size}": OfficialCheckpoint(f"{_FB}/{kind}/mae_{kind}_vit_{size}.pth", f"mae_vit_{arch}",
+                                                 kind == "visualize")
+    for kind, size, arch in (("pretrain", "base", "base_patch16"), ("pretrain", "large", "large_patch16"),
+                             ("pretrain", "huge", "huge_patch14"), ("visualize", "base", "base_patch16"),
+                             ("visualize", "large", "large_patch16"),
+                             ("visualize", "large_ganloss", "large_patch16"))
+}
+
+
+def validate_official_state_dict(state_dict: Mapping[str, torch.Tensor], factory_name: str) -> None:
+    """Check the keys and shapes of an official MAE state dict against ``factory_name`` (224 px).
+
+    The decoder may be absent (``mae_pretrain_*`` files) but not partial. Structural only: no checksums are
+    published. Raises: ValueError listing the missing, unexpected and mis-shaped keys.
+    """
+    with torch.device("meta"):
+        config = create_model(factory_name).config
+    expected = official_layout(config, decoder=any(part_of(k) == "decoder" for k in state_dict))
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong = [f"{k} {tuple(v.shape)} (expected {expected[k]})" for k, v in state_dict.items()
+             if k in expected and tuple(v.shape) != expected[k]]
+    if missing or unexpected or wrong:
+        raise ValueError(f"state dict is not an official {factory_name} checkpoint: missing "
+                         f"[{_listing(missing)}]; unexpected [{_listing(unexpected)}]; "
+                         f"wrong shapes [{_listing(wrong)}]")
+
+
+def _read_state_dict(obj) -> tuple[dict[str, torch.Tensor], str]:
+    if isinstance(obj, Mapping):
+        sd, source = obj, "<state dict>"
+    elif isinstance(obj, (str, os.PathLike)):
+        path = Path(obj)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint file not found: {path}")
+        try:
+            sd = load_file(path) if path.suffix == ".safetensors" else torch.load(
+                path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(f"cannot read checkpoint {path} (corrupt, or not a weights-only PyTorch file): "
+                             f"{type(err).__name__}: {err}") from err
+        source = str(path)
+    else:
+        raise TypeError(f"path_or_state_dict must be a path or a state dict, got {type(obj).__name__}")
+    sd = unwrap_state_dict(sd) if isinstance(sd, Mapping) else sd
+    if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError(f"{source} does not hold a state dict of tensors (or {{'model': state_dict}})")
+    return sd, source
+
+
+def load_official_checkpoint(model: MaskedAutoencoderViT, path_or_state_dict, interpolate: bool = True,
+                             strict_parts: Iterable[str] = ("encoder", "decoder"), *,
+                             source_grid: Size2 | None = None) -> ConversionReport:
+    """Load an official MAE checkpoint (``{'model': sd}`` or a bare state dict; .pth or .safetensors).
+
+    Args:
+        model: filled in place.
+        path_or_state_dict: file path or state dict.
+        interpolate: resize ``pos_embed`` / ``decoder_pos_embed`` (bicubic) when the grids differ.
+        strict_parts: parts in which a shape mismatch, or a missing key while the file holds the part, raises
+            ValueError ("encoder" also requires the file to hold it); elsewhere such keys are only reported.
+        source_grid: the checkpoint's `(gh, gw)` when it is not square.
+    Returns:
+        :class:`ConversionReport` (``by_part()`` groups its keys by part). Raises FileNotFoundError /
+        ValueError naming the path of a missing / bad file.
+    """
+    strict = {strict_parts} if isinstance(strict_parts, str) else set(strict_parts)
+    if strict - set(PARTS):
+        raise ValueError(f"strict_parts must be a subset of {PARTS}, got {sorted(strict)}")
+    sd, source = _read_state_dict(path_or_state_dict)
+    target, report, held = model.state_dict(), ConversionReport(source), {part_of(k) for k in sd}
+    new: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        if key not in target:
+            report.unused.append(key)
+            continue
+        want = tuple(target[key].shape)
+        if (key in ("pos_embed", "decoder_pos_embed") and interpolate and value.ndim == 3
+                and tuple(value.shape) != want and value.shape[-1] == want[-1]):
+            n = value.shape[1] - 1
+            old = to_2tuple(source_grid, "source_grid") if source_grid else square_grid(
+                n, f"source_grid (the grid of the checkpoint's {key})")
+            value = interpolate_pos_embed(value, old, model.grid_size)
+            report.interpolated[key] = (old, tuple(model.grid_size))
+        if tuple(value.shape) != want:
+            report.mismatched.append((key, tuple(value.shape), want))
+            continue
+        new[key] = value
+        report.mapped.append(key)
+    report.missing = [key for key in target if key not in sd and part_of(key) in held]
+    report.not_in_checkpoint = [p for p in PARTS if p not in held and any(part_of(k) == p for k in target)]
+    strict = [p for p in PARTS if p in strict]
+    errors = [f"{k}: checkpoint {a} vs model {b}" for k, a, b in report.mismatched if part_of(k) in strict]
+    errors += [f"{k}: missing" for k in report.missing if part_of(k) in strict]
+    if "encoder" in strict and "encoder" in report.not_in_checkpoint:
+        errors.append("no encoder keys at all (patch_embed.*, cls_token, pos_embed, blocks.*, norm.*)")
+    if errors:
+        hint = "" if interpolate else " (interpolate=False: position tables are not resized)"
+        raise ValueError(f"checkpoint {source} does not fit this model (another architecture?){hint}: "
+                         f"{_listing(errors, 12)}")
+    model.load_state_dict({k: new[k].to(v.dtype) if k in new else v for k, v in target.items()}, strict=True)
+    return report
+
+def download_checkpoint(name: str, dest: Path | None = None, url: str | None = None) -> Path:
+    """Download an official MAE checkpoint (``OFFICIAL_CHECKPOINTS``) to ``dest`` (folder or file, default
+    ``weights/``), check its structure, then move it in place atomically. Returns: the file path."""
+    import shutil
+    import urllib.request
+
+    from .data.download import DownloadError
+
+    if name not in OFFICIAL_CHECKPOINTS:
+        raise ValueError(f"unknown checkpoint {name!r}; known: {sorted(OFFICIAL_CHECKPOINTS)}")
+    info = OFFICIAL_CHECKPOINTS[name]
+    dest = Path(dest) if dest is not None else Path("weights")
+    path = dest if dest.suffix == ".pth" else dest / f"{name}.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        try:
+            with urllib.request.urlopen(url or info.url, timeout=60) as r, open(tmp, "wb") as f:
+                shutil.copyfileobj(r, f, 1 << 20)
+        except OSError as err:
+            raise DownloadError(f"cannot download {name} from {url or info.url}: {err}") from err
+        try:
+            sd = torch.load(tmp, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(f"downloaded file for {name} is not a PyTorch checkpoint: {err}") from err
+        validate_official_state_dict(unwrap_state_dict(sd) if isinstance(sd, Mapping) else sd, info.factory)
+    return path
+
+
+# --- safetensors and the bundled weights -------------------------------------------------------------------
 def _files(path: str | os.PathLike) -> tuple[Path, Path]:
     stem = Path(path)
     stem = stem.with_suffix("") if stem.suffix in (".safetensors", ".json") else stem
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_pretrained(model: MaskedAutoencoderViT, path: str | os.PathLike, metadata: dict | None = None,
@@ -59,34 +298,17 @@ def save_pretrained(model: MaskedAutoencoderViT, path: str | os.PathLike, metada
         json.dumps(metadata)
     except TypeError as err:
         raise TypeError(f"metadata must be JSON-serialisable, got {metadata!r}: {err}") from None
-    import maelib
-
     weights, config = _files(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", (dtype or v.dtype) if v.is_floating_point() else v.dtype).contiguous()
                for k, v in model.state_dict().items()}
-    tmps: list[Path] = []
-    try:
-        for f in (weights, config):
-            fd, name = tempfile.mkstemp(dir=f.parent, prefix=f".{f.name}.", suffix=".tmp")
-            os.close(fd)
-            tmps.append(Path(name))
-            os.chmod(name, 0o644)
-        save_file(tensors, tmps[0], metadata={"format": "pt"})
-        with open(tmps[0], "rb+") as f:
-            os.fsync(f.fileno())
-        info = {"format": "maelib", "maelib_version": getattr(maelib, "__version__", "unknown"),
-                "config": model.config.to_dict(), "dtype": str(dtype or torch.float32).removeprefix("torch."),
-                "weights": weights.name, "sha256": _sha256(tmps[0]), "metadata": metadata}
-        with open(tmps[1], "w", encoding="utf-8") as f:
+    with atomic_path(config) as tmp_config, atomic_path(weights) as tmp_weights:  # weights replaced first
+        save_file(tensors, tmp_weights, metadata={"format": "pt"})
+        info = {"format": "maelib", "maelib_version": __version__, "config": model.config.to_dict(),
+                "dtype": str(dtype or torch.float32).removeprefix("torch."), "weights": weights.name,
+                "sha256": sha256_file(tmp_weights), "metadata": metadata}
+        with open(tmp_config, "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmps[0], weights)
-        os.replace(tmps[1], config)
-    finally:
-        for t in tmps:
-            t.unlink(missing_ok=True)
     return weights
 
 
@@ -106,7 +328,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
     weights, info = _files(path)[0], read_config(path)
     if not weights.is_file():
         raise FileNotFoundError(f"model weights not found: {weights}")
-    if info.get("sha256") and _sha256(weights) != info["sha256"]:
+    if info.get("sha256") and sha256_file(weights) != info["sha256"]:
         raise ValueError(f"{weights} does not match the sha256 recorded in its .json (corrupt or replaced)")
     try:
         model = MaskedAutoencoderViT.from_config(MAEConfig.from_dict(info["config"]))

@@ -1,12 +1,15 @@
 """Exercise checkers for the notebooks: each compares an answer with the maelib reference implementation.
 
 A checker prints one line and returns True (right) or False; it never raises. An exercise that still raises
-``NotImplementedError`` (or is ``...``) counts as not attempted. torch and maelib load on first use.
-The per-topic checkers live in ``maelib.checks_exercises`` and ``maelib.checks_masking`` (importable here).
+``NotImplementedError`` (or is ``...``) counts as not attempted. torch and maelib load on first use, so that
+importing this module stays light. The checkers follow the notebooks: patchify (01), random masking
+(02), block masks (03), combined counts (04), the masked-only loss (05), trainable parameters (06),
+masked PSNR (07).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -123,25 +126,302 @@ def check(name: str, value_or_callable: Any, expected: Any, *, atol: float = 1e-
     return _run(name, body)
 
 
-_LAZY = {
-    "check_patchify": "maelib.checks_exercises",
-    "check_masked_psnr": "maelib.checks_exercises",
-    "check_loss_on_masked_only": "maelib.checks_exercises",
-    "check_trainable_params": "maelib.checks_exercises",
-    "check_random_masking": "maelib.checks_masking",
-    "check_block_mask": "maelib.checks_masking",
-    "check_combined_counts": "maelib.checks_masking",
-}
+# --- the notebooks' checkers, in notebook order ---------------------------------------------------------
+def check_patchify(fn: Callable) -> bool:
+    """``fn(imgs (N, C, H, W), p) -> (N, L, p*p*C)``, patches row-major, each flattened as (p, q, c)."""
+
+    def body() -> str:
+        import torch
+
+        from maelib.patches import patchify
+
+        imgs, p = torch.rand(2, 3, 16, 24, generator=torch.Generator().manual_seed(0)), 8
+        want = patchify(imgs, p)
+        out = _tensor(_call(fn, imgs.clone(), p))
+        if tuple(out.shape) != tuple(want.shape):
+            extra = ": flatten each patch into one vector" if out.numel() == want.numel() else ""
+            raise _Wrong(f"your output has shape {tuple(out.shape)}, expected (N, L, p*p*C) = "
+                         f"{tuple(want.shape)}{extra}")
+        if _same(out, want):
+            return "patches in row-major order, each flattened as (p, q, c)"
+        x = imgs.reshape(2, 3, 2, p, 3, p)
+        _diagnose(out, [
+            (torch.einsum("nchpwq->nhwcpq", x).reshape(2, 6, -1),
+             "each patch is flattened as (c, p, q); MAE keeps the channels last: (p, q, c)"),
+            (torch.einsum("nchpwq->nwhpqc", x).reshape(2, 6, -1),
+             "your patches are in column-major order; MAE numbers them row by row"),
+            (torch.einsum("nchpwq->nhwqpc", x).reshape(2, 6, -1),
+             "each patch is transposed: flatten it row by row, as (p, q, c)"),
+            (imgs.reshape(2, 6, -1), "a plain reshape mixes pixels of different patches: split H into "
+                                     "(H/p, p) and W into (W/p, p) first, then reorder the axes"),
+        ])
+        raise _Wrong("the shape is right but the values are not the image's patches")
+
+    return _run("patchify", body)
 
 
-def __getattr__(name: str) -> Any:
-    """The per-topic checkers, loaded on first use so that importing this module stays light."""
-    if name in _LAZY:
-        import importlib
+def check_random_masking(fn: Callable) -> bool:
+    """``fn(x (N, L, D), mask_ratio, noise (N, L))`` returning ``(x_masked, mask, ids_restore)`` or just the
+    mask `(N, L)` (1 = masked), keeping the ``int(L * (1 - mask_ratio))`` patches of lowest noise."""
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def body() -> str:
+        import torch
+
+        from maelib.masking import random_mask
+
+        for n, length, ratio in ((2, 16, 0.75), (3, 10, 0.75)):
+            g = torch.Generator().manual_seed(length)
+            x, noise = torch.randn(n, length, 4, generator=g), torch.rand(n, length, generator=g)
+            ref, _ = random_mask(n, (1, length), ratio, noise=noise)
+            out = _call(fn, x.clone(), ratio, noise.clone())
+            parts = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+            _judge_mask(_tensor(parts[1] if len(parts) > 1 else parts[0], "the mask"), ref, noise, ratio)
+            if len(parts) == 3:
+                _judge_tokens(_tensor(parts[0], "x_masked"), _tensor(parts[2], "ids_restore"), x, ref)
+        return "the right patches are masked (1 = masked)" + (" and ids_restore puts the visible tokens back"
+                                                              if len(parts) == 3 else "")
+
+    return _run("random masking", body)
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+def _judge_mask(mask, ref, noise, ratio: float) -> None:
+    import torch
+
+    n, length = ref.shape
+    if tuple(mask.shape) != (n, length):
+        raise _Wrong(f"your mask has shape {tuple(mask.shape)}, expected (N, L) = {(n, length)}")
+    if not torch.all((mask == 0) | (mask == 1)):
+        raise _Wrong("the mask must hold only 0 (visible) and 1 (masked)")
+    mask = mask.bool()
+    got, want, keep = int(mask[0].sum()), int(ref[0].sum()), length - int(ref[0].sum())
+    if torch.equal(mask, ~ref):
+        raise _Wrong(f"your mask marks {got} patches, expected {want} masked: did you mark the KEPT patches? "
+                     "In MAE 0 = visible (kept), 1 = masked (removed)")
+    if got != want:
+        raise _Wrong(f"your mask marks {got} patches, expected {want} masked: keep len_keep = "
+                     f"int(L * (1 - mask_ratio)) = int({length} * {1 - ratio:g}) = {keep} and mask the rest")
+    if torch.equal(mask, ref):
+        return
+    if torch.equal(mask, noise.argsort(1).argsort(1) < want):
+        raise _Wrong("you masked the patches of smallest noise: MAE sorts the noise ascending and KEEPS the "
+                     "first len_keep")
+    if torch.equal(mask, torch.arange(length).expand(n, length) >= keep):
+        raise _Wrong("your mask is still in shuffled order: unshuffle it with "
+                     "torch.gather(mask, 1, ids_restore)")
+    raise _Wrong(f"your mask marks {want} patches but not the right ones: keep the {keep} of lowest noise "
+                 "(use the noise you are given)")
+
+
+def _judge_tokens(x_masked, ids_restore, x, ref) -> None:
+    import torch
+
+    n, length, d = x.shape
+    keep = length - int(ref[0].sum())
+    if tuple(x_masked.shape) != (n, keep, d):
+        raise _Wrong(f"x_masked has shape {tuple(x_masked.shape)}, expected (N, len_keep, D) = "
+                     f"{(n, keep, d)}")
+    if any(sorted(map(tuple, x_masked[i].tolist())) != sorted(map(tuple, x[i][~ref[i]].tolist()))
+           for i in range(n)):
+        raise _Wrong("x_masked should hold the visible tokens (mask == 0) of x")
+    if tuple(ids_restore.shape) != (n, length) or not torch.equal(
+            ids_restore.long().sort(1).values, torch.arange(length).expand(n, length)):
+        raise _Wrong(f"ids_restore must be (N, L) = {(n, length)}, each row a permutation of 0..L-1")
+    full = torch.cat([x_masked, torch.zeros(n, length - keep, d)], 1)
+    back = full.gather(1, ids_restore.long()[:, :, None].expand(-1, -1, d))
+    if not torch.equal(back[~ref], x[~ref]):
+        raise _Wrong("ids_restore does not put the kept tokens back in place: "
+                     "ids_restore = argsort(ids_shuffle)")
+
+
+def check_block_mask(fn: Callable) -> bool:
+    """``fn(grid (gh, gw), block_ratio, flipped) -> mask`` `(L,)` or `(gh, gw)`: a band of
+    ``round(block_ratio * gh)`` full rows at the bottom of the facade (array row 0 is the bottom if
+    flipped)."""
+
+    def body() -> str:
+        import torch
+
+        from maelib.masking import block_mask
+
+        for (gh, gw), ratio, flipped in (((8, 6), 0.25, False), ((8, 6), 0.25, True), ((10, 4), 0.35, False)):
+            ref = block_mask(1, (gh, gw), ratio, flipped=flipped)[0].reshape(gh, gw)
+            other = block_mask(1, (gh, gw), ratio, flipped=not flipped)[0].reshape(gh, gw)
+            out = _tensor(_call(fn, (gh, gw), ratio, flipped), "the mask")
+            if out.numel() != gh * gw:
+                raise _Wrong(f"your mask has shape {tuple(out.shape)}, expected ({gh * gw},) or {(gh, gw)}")
+            m = out.reshape(gh, gw) > 0.5
+            rows, want = int(m.all(1).sum()), int(ref.all(1).sum())
+            if torch.equal(m, ref):
+                continue
+            if torch.equal(m, ~ref):
+                raise _Wrong(f"your mask marks {int(m.sum())} patches, expected {int(ref.sum())} masked: "
+                             "did you mark the KEPT patches?")
+            if torch.equal(m, other):
+                side = "bottom" if flipped else "top"
+                raise _Wrong(f"flipped={flipped}: your band is at the {side} of the array. Without flipped, "
+                             "array row 0 is the TOP, so the facade's bottom is the last rows; with flipped, "
+                             "row 0 is the bottom")
+            if m.any(0).sum() < gw and m.any(1).all():
+                raise _Wrong("you masked columns; the band spans full rows")
+            if int(m.sum()) != rows * gw:
+                raise _Wrong("each masked row must be masked across its full width")
+            if rows != want:
+                raise _Wrong(f"you mask {rows} rows, expected round(block_ratio * gh) = "
+                             f"round({ratio} * {gh}) = {want}")
+            raise _Wrong(f"you mask {rows} full rows but not the bottom ones (flipped={flipped})")
+        return "the band has round(block_ratio * gh) rows at the bottom of the facade, flipped or not"
+
+    return _run("block mask", body)
+
+
+def check_combined_counts(fn: Callable) -> bool:
+    """``fn(grid (gh, gw), block_ratio, random_ratio) -> (num_block, num_random, num_visible)``: patches in
+    the square block, random ones outside it and visible ones of :func:`maelib.masking.combined_mask`."""
+
+    def body() -> str:
+        import torch
+
+        from maelib.masking import block_bbox_mask, combined_mask
+
+        for grid, b, r in (((14, 14), 0.3, 0.45), ((8, 8), 0.25, 0.5), ((6, 10), 0.2, 0.3)):
+            length = grid[0] * grid[1]
+            n_block = int(block_bbox_mask(1, grid, b).sum())
+            n_total = int(combined_mask(1, grid, b, r, generator=torch.Generator().manual_seed(0))[0].sum())
+            want = (n_block, n_total - n_block, length - n_total)
+            out = _call(fn, grid, b, r)
+            if isinstance(out, dict):
+                out = tuple(out.get(k) for k in ("num_block", "num_random", "num_visible"))
+            try:
+                got = tuple(int(v) for v in out)
+            except (TypeError, ValueError):
+                got = ()
+            if len(got) != 3:
+                raise _Wrong(f"return three integers (num_block, num_random, num_visible), got {out!r}")
+            if got == want:
+                continue
+            case = f"for grid {grid}, block {b}, random {r} you give {got}, expected {want}"
+            if got[0] != want[0]:
+                raise _Wrong(f"{case}. The block is the near-square bh x bw covering about block_ratio * L "
+                             "patches (maelib.masking.block_bbox_shape)")
+            if got[1] in (int(r * (length - n_block)), round(r * (length - n_block))):
+                raise _Wrong(f"{case}. You took random_ratio of the patches left after the block; the ratios "
+                             "add up: total masked = L - int(L * (1 - (block_ratio + random_ratio)))")
+            if got[1] + got[0] == length - int(length * (1 - b - r)) != n_total:
+                raise _Wrong(f"{case}. Floating point: 1 - {b} - {r} = {1 - b - r!r}, so int() loses a "
+                             "patch; add the ratios first: 1 - (block_ratio + random_ratio)")
+            if got[1] != want[1]:
+                raise _Wrong(f"{case}. The random part is the total masked count minus the block: "
+                             "L - int(L * (1 - (block_ratio + random_ratio))) - num_block")
+            raise _Wrong(f"{case}. Visible = L - num_block - num_random")
+        return "block + random = the total of random masking at block_ratio + random_ratio"
+
+    return _run("combined counts", body)
+
+
+def check_loss_on_masked_only(fn: Callable) -> bool:
+    """``fn(pred (N, L, D), target (N, L, D), mask (N, L)) -> scalar``: the mean squared error per patch,
+    averaged over the masked patches only (as ``MaskedAutoencoderViT.forward_loss``)."""
+
+    def body() -> str:
+        import torch
+
+        from maelib.model import MaskedAutoencoderViT
+        from maelib.patches import unpatchify
+
+        model = MaskedAutoencoderViT(img_size=16, patch_size=4, embed_dim=8, depth=1, num_heads=1,
+                                     decoder_embed_dim=8, decoder_depth=1, decoder_num_heads=1)
+        g = torch.Generator().manual_seed(0)
+        target, pred = torch.randn(2, 16, 48, generator=g), torch.randn(2, 16, 48, generator=g)
+        pred[:, :8] = target[:, :8] + 0.1
+        mask = torch.zeros(2, 16)
+        mask[:, 4:] = 1
+        with torch.no_grad():
+            want = model.forward_loss(unpatchify(target, 4, (4, 4), 3), pred, mask).double()
+        got = _tensor(_call(fn, pred.clone(), target.clone(), mask.clone()), "your loss").double()
+        if got.numel() != 1:
+            raise _Wrong(f"return one number (the mean over masked patches), got shape {tuple(got.shape)}")
+        got = got.reshape(())
+        if _same(got, want, 1e-5):
+            return f"{got.item():.4f}, the mean over the {int(mask.sum())} masked patches"
+        sq, vis = (pred - target).double() ** 2, 1 - mask
+        per = sq.mean(-1)
+        _diagnose(got, [
+            (per.mean(), "you averaged over all patches; MAE averages only over the masked ones: "
+                         "(loss * mask).sum() / mask.sum()"),
+            ((per * vis).sum() / vis.sum(), "you used the visible patches (mask == 0); the loss is on the "
+                                            "masked ones (mask == 1)"),
+            ((per * mask).sum(), "divide by the number of masked patches, mask.sum()"),
+            ((per * mask).sum() / mask.numel(), "divide by mask.sum() (the masked patches), not by all N*L"),
+            ((sq.sum(-1) * mask).sum() / mask.sum(), "average the squared error over each patch's values "
+                                                     "first: .mean(dim=-1)"),
+            ((sq.sqrt().mean(-1) * mask).sum() / mask.sum(), "use the squared error, not the absolute error"),
+        ], atol=1e-5)
+        raise _Wrong(f"your loss is {got.item():.4f}, expected {want.item():.4f}: "
+                     "((pred - target) ** 2).mean(dim=-1), then (loss * mask).sum() / mask.sum()")
+
+    return _run("loss on masked patches", body)
+
+
+def check_trainable_params(n: Any, model) -> bool:
+    """``n``: the number of trainable parameter elements of ``model`` (an int, or a function of the model)."""
+
+    def body() -> str:
+        got = _answer(n, model)
+        params = list(model.parameters())
+        want = sum(p.numel() for p in params if p.requires_grad)
+        total = sum(p.numel() for p in params)
+        try:
+            got = int(got)
+        except (TypeError, ValueError):
+            raise _Wrong(f"expected a whole number, got {got!r}") from None
+        if got == want:
+            return f"{want:,} trainable of {total:,} parameters ({want / max(total, 1):.1%})"
+        if got == total:
+            raise _Wrong("you counted all parameters, including frozen ones: keep those with p.requires_grad")
+        if got == total - want:
+            raise _Wrong("that is the frozen count: count the parameters with p.requires_grad == True")
+        if got == sum(1 for p in params if p.requires_grad):
+            raise _Wrong("you counted parameter tensors: add up p.numel() for each one instead")
+        raise _Wrong(f"you give {got:,}, expected {want:,} trainable of {total:,}: "
+                     "sum(p.numel() for p in model.parameters() if p.requires_grad)")
+
+    return _run("trainable parameters", body)
+
+
+def check_masked_psnr(fn: Callable) -> bool:
+    """``fn(pred, target, pixel_mask)`` with images `(N, 3, H, W)` in [0, 1], pixel_mask `(N, 1, H, W)`
+    (1 = masked) -> PSNR in dB over the masked pixels only, per image `(N,)` (or their mean)."""
+
+    def body() -> str:
+        import torch
+
+        from maelib.metrics import masked_psnr, psnr
+
+        g = torch.Generator().manual_seed(0)
+        target = torch.rand(2, 3, 16, 16, generator=g)
+        pred = (target + 0.1 * torch.randn(2, 3, 16, 16, generator=g)).clamp(0, 1)
+        pred[:, :, :8] = (target[:, :, :8] + 0.01).clamp(0, 1)
+        mask = torch.zeros(2, 1, 16, 16)
+        mask[:, :, 6:, 4:] = 1
+        want = masked_psnr(pred, target, mask).double()
+        got = _tensor(_call(fn, pred.clone(), target.clone(), mask.clone()), "your PSNR").double().reshape(-1)
+        if got.numel() not in (1, 2):
+            raise _Wrong(f"return one PSNR per image, shape (N,) = (2,), or their mean; got {got.shape}")
+        if _same(got, want, 1e-3) or (got.numel() == 1 and _same(got[0], want.mean(), 1e-3)):
+            return f"{[round(v, 2) for v in got.tolist()]} dB over the masked pixels"
+        _diagnose(got, [
+            (psnr(pred, target), "you used all pixels; only the masked ones (pixel_mask == 1) count"),
+            (masked_psnr(pred, target, 1 - mask), "you used the visible pixels; use the masked ones"),
+            (want - 10 * math.log10(3), "divide the squared error by the number of masked VALUES: "
+                                        "mask.sum() * channels"),
+            (want + 20 * math.log10(255), "the images are in [0, 1]: the peak value is 1, not 255"),
+            (10 ** (-want / 10), "you returned the MSE: PSNR = 10 * log10(1 / MSE)"),
+            (2 * want, "PSNR = 10 * log10(1 / MSE), not 20 * log10(1 / MSE)"),
+            (-want, "PSNR = 10 * log10(1 / MSE): check the sign"),
+            (want * math.log(10), "use log10, not the natural log"),
+        ], atol=1e-3)
+        raise _Wrong(f"you give {[round(v, 3) for v in got.tolist()]} dB, expected "
+                     f"{[round(v, 3) for v in want.tolist()]}: MSE over the masked pixels, then "
+                     "10 * log10(1 / MSE)")
+
+    return _run("masked PSNR", body)

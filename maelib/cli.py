@@ -103,46 +103,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def download_checkpoint(name: str, dest: Path | None = None, url: str | None = None) -> Path:
-    """Download an official MAE checkpoint (``OFFICIAL_CHECKPOINTS``) to ``dest`` (folder or file) via a
-    ``.part`` file, check its structure, then rename. Returns: the file path."""
-    import os
-    import shutil
-    import urllib.request
-
-    import torch
-
-    from .checkpoints import OFFICIAL_CHECKPOINTS, validate_official_state_dict
-    from .data.download import DownloadError
-
-    if name not in OFFICIAL_CHECKPOINTS:
-        raise ValueError(f"unknown checkpoint {name!r}; known: {sorted(OFFICIAL_CHECKPOINTS)}")
-    info = OFFICIAL_CHECKPOINTS[name]
-    dest = Path(dest) if dest is not None else Path("weights")
-    path = dest if dest.suffix == ".pth" else dest / f"{name}.pth"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    try:
-        try:
-            with urllib.request.urlopen(url or info.url, timeout=60) as r, open(part, "wb") as f:
-                shutil.copyfileobj(r, f, 1 << 20)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as err:
-            raise DownloadError(f"cannot download {name} from {url or info.url}: {err}") from err
-        try:
-            sd = torch.load(part, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise ValueError(f"downloaded file for {name} is not a PyTorch checkpoint: {err}") from err
-        validate_official_state_dict(sd.get("model", sd) if isinstance(sd, dict) else sd, info.factory)
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
-    return path
-
-
 def cmd_download(args: argparse.Namespace) -> int:
-    from .checkpoints import OFFICIAL_CHECKPOINTS
+    from .checkpoints import OFFICIAL_CHECKPOINTS, download_checkpoint
 
     if args.name in ("cmp-base", "cmp-extended"):
         from .data import download_dataset

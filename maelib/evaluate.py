@@ -1,4 +1,5 @@
-"""Evaluate MAE models and baselines side by side on the same masks, with 95% confidence intervals.
+"""Evaluate MAE models and baselines side by side on the same masks, with 95% confidence intervals, and
+the :class:`EvalResult` (per-image values, summaries, Markdown, JSON and a plot).
 
 Masks are drawn once per (mask spec, batch) from a ``torch.Generator`` seeded with ``seed``, the spec's text
 and the batch index, so every method (and every rerun with the same ``seed`` and ``batch_size``) sees the
@@ -9,26 +10,123 @@ are left out).
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import zlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ._io import atomic_write, atomic_write_text
 from .baselines import BASELINES, nearest_patch
-from .eval_result import LABELS, EvalResult, _atomic_write, _jsonable  # noqa: F401
-from .metrics import METRICS, LPIPSMetric, compute_metrics
+from .checkpoints import list_pretrained, load_model, load_pretrained
+from .inference import reconstruct
+from .masking import MaskSpec, make_mask
+from .metrics import METRICS, LPIPSMetric, compute_metrics, mean_ci
 from .model import MaskedAutoencoderViT
 from .patches import grid_size, patch_mask_to_pixel_mask, pixel_mask_to_patch_mask, to_2tuple
 
-try:
-    from .mask_specs import MaskSpec
-except ImportError:  # older layout
-    from .masking import MaskSpec
-from .masking import make_mask
+LABELS = {"masked_psnr": "masked PSNR (dB) ↑", "psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
 
+
+def _jsonable(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+@dataclass
+class EvalResult:
+    """Per-image metric values ``values[method][mask][metric]`` plus the settings and notes of the run."""
+
+    methods: list[str]
+    mask_specs: list[str]
+    values: dict[str, dict[str, dict[str, list[float]]]]
+    config: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    masks: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+        """``[method][mask][metric] -> {mean, half_width, low, high, n}`` (see :func:`mean_ci`)."""
+        return {m: {s: {k: mean_ci(v) for k, v in d.items()} for s, d in by.items()}
+                for m, by in self.values.items()}
+
+    def available_metrics(self) -> list[str]:
+        """Metrics with at least one non-NaN value."""
+        vals = [d for by in self.values.values() for d in by.values()]
+        return [k for k in METRICS if any(not math.isnan(x) for d in vals for x in d[k])]
+
+    def to_markdown(self) -> str:
+        """A table: one row per method × mask, ``mean ± CI half-width`` per metric, n images."""
+        summ, c = self.summary(), self.config
+        head = ["method", "mask", *[LABELS[k] for k in METRICS], "n"]
+        split = f" ({c['split']} split)" if c.get("split") else ""
+        size = "x".join(map(str, c.get("size", ())))
+        lines = [f"# Evaluation: {c.get('num_images')} {c.get('source')} images{split}, {size} px, "
+                 f"patch {c.get('patch_size')}, seed {c.get('seed')}", "",
+                 "Mean ± 95% confidence half-width (Student t over n images).", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        avail = self.available_metrics()
+        for m in self.methods:
+            for s in self.mask_specs:
+                cells = [m, s]
+                for k in METRICS:
+                    st, d = summ[m][s][k], 2 if "psnr" in k else 4
+                    half = "" if math.isnan(st["half_width"]) else f" ± {st['half_width']:.{d}f}"
+                    cells.append(f"{st['mean']:.{d}f}{half}" if k in avail else "n/a")
+                lines.append("| " + " | ".join([*cells, str(len(self.values[m][s]["psnr"]))]) + " |")
+        if self.notes:
+            lines += ["", "Notes:", *[f"- {n}" for n in self.notes]]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self) -> str:
+        """Settings, notes, summary and per-image values as JSON (NaN -> null, inf -> "inf")."""
+        d = {"config": self.config, "notes": self.notes, "methods": self.methods,
+             "mask_specs": self.mask_specs, "metrics": list(METRICS), "summary": self.summary(),
+             "per_image": self.values}
+        return json.dumps(_jsonable(d), indent=2, allow_nan=False)
+
+    def plot(self):
+        """Bar chart: one panel per available metric, bars per method grouped by mask, CI error bars."""
+        from .viz import new_figure
+
+        metrics = self.available_metrics()
+        fig = new_figure(4.2 * max(len(metrics), 1), 3.6)
+        axes = fig.subplots(1, max(len(metrics), 1), squeeze=False)[0]
+        summ, width = self.summary(), 0.8 / max(len(self.methods), 1)
+        for ax, k in zip(axes, metrics):
+            for i, m in enumerate(self.methods):
+                stats = [summ[m][s][k] for s in self.mask_specs]
+                means = [st["mean"] if math.isfinite(st["mean"]) else math.nan for st in stats]
+                errs = [0.0 if math.isnan(st["half_width"]) else st["half_width"] for st in stats]
+                xs = [j + (i - (len(self.methods) - 1) / 2) * width for j in range(len(stats))]
+                ax.bar(xs, means, width, yerr=errs, capsize=3, label=m)
+            ax.set_xticks(range(len(self.mask_specs)), self.mask_specs, rotation=20, fontsize=8)
+            ax.set_title(LABELS[k])
+        axes[0].legend(fontsize=8)
+        return fig
+
+    def save(self, out_dir: str | os.PathLike) -> dict[str, Path]:
+        """Write ``results.json``, ``results.md`` and ``results.png`` atomically. Returns their paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"json": out / "results.json", "md": out / "results.md", "png": out / "results.png"}
+        atomic_write_text(paths["json"], self.to_json())
+        atomic_write_text(paths["md"], self.to_markdown())
+        fig = self.plot()
+        atomic_write(paths["png"], lambda f: fig.savefig(f, format="png", dpi=100))
+        return paths
+
+
+# --- the evaluation --------------------------------------------------------------------------------------
 DEFAULT_MASK_SPECS = ("random:0.75", "block:0.5", "block_bbox:0.3", "combined:0.3+0.45")
 
 
@@ -45,13 +143,11 @@ def _resolve(method, index: int, device: torch.device) -> tuple[str, Callable | 
     text = os.fspath(method)
     if text in BASELINES:
         return text, BASELINES[text]
-    from . import checkpoints
-
-    bundled = checkpoints.list_pretrained(all=True)
+    bundled = list_pretrained(all=True)
     if text in bundled:
-        return text, checkpoints.load_pretrained(text, device=device)
+        return text, load_pretrained(text, device=device)
     if text.endswith(".safetensors") or Path(text + ".safetensors").is_file():
-        return Path(text).name.removesuffix(".safetensors"), checkpoints.load_model(text, device=device)
+        return Path(text).name.removesuffix(".safetensors"), load_model(text, device=device)
     raise ValueError(f"method {text!r} is unknown: use a baseline {sorted(BASELINES)}, a bundled model "
                      f"{bundled}, a path to a .safetensors file or an nn.Module")
 
@@ -160,8 +256,6 @@ def _lpips(net: str | None, img_size: tuple[int, int], device: torch.device) -> 
 def _score(name: str, fn, images: torch.Tensor, mask: torch.Tensor, pix: torch.Tensor, patch_size: int,
            lp: LPIPSMetric | None) -> dict[str, torch.Tensor]:
     if isinstance(fn, nn.Module):
-        from .checkpoints import reconstruct
-
         rec = reconstruct(fn, images, mask=mask.to(images.device))
         return compute_metrics(rec.reconstruction, rec.images, rec.pixel_mask, lpips=lp)
     pred = fn(images, pix, patch_size=patch_size) if fn is nearest_patch else fn(images, pix)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from .masking import make_mask
 from .model import MaskedAutoencoderViT
-from .patches import patch_mask_to_pixel_mask, patchify, unpatchify
+from .patches import check_images, patch_mask_to_pixel_mask, patchify, unpatchify
 
 
 class Reconstruction(NamedTuple):
@@ -23,20 +23,10 @@ class Reconstruction(NamedTuple):
 
 
 def _prepare(images: torch.Tensor, model: MaskedAutoencoderViT) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    x = images.unsqueeze(0) if images.ndim == 3 else images
-    if x.ndim != 4 or x.shape[0] == 0 or x.shape[1] != model.in_chans:
-        raise ValueError(f"images must have shape (N, {model.in_chans}, H, W) or ({model.in_chans}, H, W) "
-                         f"with N >= 1, got {tuple(images.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"images must be floating point in [0, 1], got dtype {x.dtype} "
-                        "(for uint8 use images.float() / 255)")
-    if not torch.isfinite(x).all():
-        raise ValueError("images contain NaN or infinite values")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"images must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+    """Validate images `(N, C, H, W)` or `(C, H, W)` in [0, 1]; returns them float32 at the model's size."""
+    x = images.unsqueeze(0) if isinstance(images, torch.Tensor) and images.ndim == 3 else images
+    check_images(x, "images", channels=model.in_chans, nonempty=True, floating=True, finite=True,
+                 unit_range=True)
     device = next(model.parameters()).device
     x = x.to(device, torch.float32)
     if tuple(x.shape[-2:]) != tuple(model.config.img_size):
@@ -87,7 +77,8 @@ def reconstruct(model: MaskedAutoencoderViT, images: torch.Tensor, mask_mode: st
     try:
         with torch.no_grad():
             xn = norm.normalize(x)
-            latent, _, ids_restore = model.forward_encoder_dynamic(xn, "given", mask=mask, noise=noise)
+            latent, _, ids_restore = model.forward_encoder_dynamic(xn, "given", mask=mask, noise=noise,
+                                                                   check_finite=False)
             pred = model.forward_decoder(latent, ids_restore).float()
     finally:
         for m, training in states:

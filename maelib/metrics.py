@@ -17,6 +17,7 @@ import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from .norm import Normalization
+from .patches import check_images, check_pixel_mask
 
 METRICS: tuple[str, ...] = ("masked_psnr", "psnr", "ssim", "lpips")
 LPIPS_NETS: dict[str, tuple[str, str]] = {"alex": ("alexnet", "AlexNet_Weights"),
@@ -59,31 +60,15 @@ class LPIPSUnavailableWarning(UserWarning):
 def _check_pair(pred: torch.Tensor, target: torch.Tensor,
                 names: tuple[str, str] = ("pred", "target")) -> None:
     for name, t in zip(names, (pred, target)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.ndim != 4 or t.shape[1] != 3:
-            raise ValueError(f"{name} must have shape (N, 3, H, W), got {tuple(t.shape)}")
+        check_images(t, name, channels=3)
     if pred.shape != target.shape:
         raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(pred.shape)} "
                          f"and {tuple(target.shape)}")
 
 
-def _pixel_mask(pixel_mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Check a mask `(N, 1, H, W)` or `(N, H, W)` against `like` `(N, C, H, W)`. Returns: bool mask."""
-    if not isinstance(pixel_mask, torch.Tensor):
-        raise TypeError(f"pixel_mask must be a torch.Tensor, got {type(pixel_mask).__name__}")
-    m = pixel_mask[:, None] if pixel_mask.ndim == 3 else pixel_mask
-    n, _, h, w = like.shape
-    if m.ndim != 4 or tuple(m.shape) != (n, 1, h, w):
-        raise ValueError(f"pixel_mask must have shape ({n}, 1, {h}, {w}) or ({n}, {h}, {w}), "
-                         f"got {tuple(pixel_mask.shape)}")
-    return (m > 0.5).to(like.device)
-
-
 def _check_unit_range(x: torch.Tensor, name: str) -> None:
-    if x.numel() and (x.min() < -_RANGE_TOL or x.max() > 1 + _RANGE_TOL):
-        raise ValueError(f"{name} must be in [0, 1], got values in [{x.min():.3f}, {x.max():.3f}]; "
-                         "pass normalization= to un-normalise model-space tensors first")
+    check_images(x, name, unit_range=True, range_tol=_RANGE_TOL,
+                 hint="; pass normalization= to un-normalise model-space tensors first")
 
 
 def to_unit(x: torch.Tensor, normalization: Normalization | None = None) -> torch.Tensor:
@@ -100,7 +85,7 @@ def paste_visible(original01: torch.Tensor, recon01: torch.Tensor, pixel_mask: t
     Returns: `(N, 3, H, W)`.
     """
     _check_pair(recon01, original01, ("recon01", "original01"))
-    m = _pixel_mask(pixel_mask, original01)
+    m = check_pixel_mask(pixel_mask, original01)
     return torch.where(m, recon01.to(original01.dtype), original01)
 
 
@@ -115,7 +100,7 @@ def masked_psnr(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tens
     _check_pair(pred, target)
     if data_range <= 0:
         raise ValueError(f"data_range must be positive, got {data_range}")
-    m = _pixel_mask(pixel_mask, target).float()
+    m = check_pixel_mask(pixel_mask, target).float()
     sq = (pred.double() - target.double()).pow(2) * m
     count = m.flatten(1).sum(1) * target.shape[1]
     mse = sq.flatten(1).sum(1) / count

@@ -1,7 +1,13 @@
-"""MaskedAutoencoderViT on timm blocks, with the official module names and the seed's methods."""
+"""MaskedAutoencoderViT on timm blocks: its configuration, its state-dict key layout, the model and factories.
+
+The key layout (the official MAE / timm ViT names) is described once, here; freezing, the layer-decay groups,
+official checkpoint loading and the Hugging Face / timm converters all derive from it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
 import torch
@@ -18,12 +24,138 @@ from .masking import (
     random_mask,
     take_tokens,
 )
-from .model_config import _ARCH, LOSSES, MAEConfig  # noqa: F401 (LOSSES re-exported)
 from .norm import Normalization
-from .patches import grid_size, patchify, unpatchify
+from .patches import check_images, grid_size, patchify, to_2tuple, unpatchify
 from .pos_embed import get_2d_sincos_pos_embed
 
+# --- configuration -----------------------------------------------------------------------------------
+LOSSES = ("mse", "l1+l2")
 
+
+@dataclass(frozen=True)
+class MAEConfig:
+    """Architecture (and pixel normalisation) of a :class:`MaskedAutoencoderViT`."""
+
+    img_size: tuple[int, int] = (224, 224)
+    patch_size: int = 16
+    in_chans: int = 3
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    decoder_embed_dim: int = 512
+    decoder_depth: int = 8
+    decoder_num_heads: int = 16
+    mlp_ratio: float = 4.0
+    norm_pix_loss: bool = False
+    num_new_blocks: int = 0
+    loss: str = "mse"
+    normalization: Normalization = field(default_factory=Normalization.imagenet)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "img_size", to_2tuple(self.img_size, "img_size"))
+        if isinstance(self.normalization, dict):
+            object.__setattr__(self, "normalization", Normalization.from_dict(self.normalization))
+        grid_size(self.img_size, self.patch_size)
+        for name in ("in_chans", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth",
+                     "decoder_num_heads"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.embed_dim % self.num_heads or self.decoder_embed_dim % self.decoder_num_heads:
+            raise ValueError(
+                f"embed_dim / decoder_embed_dim must be divisible by num_heads / decoder_num_heads, got "
+                f"{self.embed_dim}/{self.num_heads} and {self.decoder_embed_dim}/{self.decoder_num_heads}"
+            )
+        if self.num_new_blocks < 0:
+            raise ValueError(f"num_new_blocks must be >= 0, got {self.num_new_blocks}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["img_size"] = list(self.img_size)
+        d["normalization"] = self.normalization.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MAEConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def replace(self, **changes) -> MAEConfig:
+        return replace(self, **changes)
+
+
+_ARCH = dict(
+    tiny=dict(embed_dim=192, depth=12, num_heads=3, decoder_embed_dim=128, decoder_depth=4,
+              decoder_num_heads=4),
+    small=dict(embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=256, decoder_depth=4,
+               decoder_num_heads=8),
+    base=dict(embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=512, decoder_depth=8,
+              decoder_num_heads=16),
+    large=dict(embed_dim=1024, depth=24, num_heads=16, decoder_embed_dim=512, decoder_depth=8,
+               decoder_num_heads=16),
+    huge=dict(embed_dim=1280, depth=32, num_heads=16, decoder_embed_dim=512, decoder_depth=8,
+              decoder_num_heads=16),
+)
+
+# --- the key layout ---------------------------------------------------------------------------------------
+PARTS = ("encoder", "new_blocks", "decoder")
+STEM = ("cls_token", "pos_embed", "patch_embed")  # before the blocks: frozen with them, layer 0 of lr decay
+BLOCK_LISTS = {"encoder": "blocks", "new_blocks": "new_blocks", "decoder": "decoder_blocks"}
+LAYOUT: dict[str, tuple[str, ...]] = {  # part -> its top-level module / parameter names, in forward order
+    "encoder": (*STEM, BLOCK_LISTS["encoder"], "norm"),
+    "new_blocks": (BLOCK_LISTS["new_blocks"],),
+    "decoder": ("decoder_embed", "mask_token", "decoder_pos_embed", BLOCK_LISTS["decoder"], "decoder_norm",
+                "decoder_pred"),
+}
+BLOCK_MODULES = ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")  # inside one timm Block
+BLOCK_PARAMS: tuple[str, ...] = tuple(f"{m}.{p}" for m in BLOCK_MODULES for p in ("weight", "bias"))
+ENCODER_TOP: tuple[str, ...] = ("cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias",
+                                "norm.weight", "norm.bias")  # the encoder's tensors outside its blocks
+DECODER_TOP: tuple[str, ...] = ("decoder_embed.weight", "decoder_embed.bias", "mask_token",
+                                "decoder_pos_embed", "decoder_norm.weight", "decoder_norm.bias",
+                                "decoder_pred.weight", "decoder_pred.bias")
+_PART_OF = {name: part for part, names in LAYOUT.items() for name in names}
+
+
+def part_of(key: str) -> str:
+    """Part of a state-dict key: ``"encoder"``, ``"new_blocks"``, ``"decoder"`` or ``"other"``."""
+    return _PART_OF.get(key.split(".", 1)[0], "other")
+
+
+def block_indices(keys: Iterable[str], prefix: str) -> list[int]:
+    """Sorted block indices ``i`` found in keys ``{prefix}{i}.*`` (e.g. prefix ``"blocks."``)."""
+    out = set()
+    for k in keys:
+        if k.startswith(prefix):
+            head = k[len(prefix):].split(".", 1)[0]
+            if head.isdigit():
+                out.add(int(head))
+    return sorted(out)
+
+
+def official_layout(config: MAEConfig, decoder: bool = True) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the state dict (that of facebookresearch/mae ``models_mae``) for ``config``."""
+    d, e, p, c = config.embed_dim, config.decoder_embed_dim, config.patch_size, config.in_chans
+    gh, gw = grid_size(config.img_size, p)
+    positions = 1 + gh * gw
+
+    def blocks(part: str, n: int, dim: int) -> dict[str, tuple[int, ...]]:
+        h = int(dim * config.mlp_ratio)
+        shapes = ((dim,), (dim,), (3 * dim, dim), (3 * dim,), (dim, dim), (dim,), (dim,), (dim,), (h, dim),
+                  (h,), (dim, h), (dim,))
+        return {f"{BLOCK_LISTS[part]}.{i}.{k}": s for i in range(n) for k, s in zip(BLOCK_PARAMS, shapes)}
+
+    top = dict(zip(ENCODER_TOP, ((1, 1, d), (1, positions, d), (d, c, p, p), (d,), (d,), (d,))))
+    out = {**top, **blocks("encoder", config.depth, d)}
+    if decoder:
+        out.update(zip(DECODER_TOP, ((e, d), (e,), (1, 1, e), (1, positions, e), (e,), (e,), (p * p * c, e),
+                                     (p * p * c,))))
+        out.update(blocks("decoder", config.decoder_depth, e))
+    return out
+
+
+# --- the model ---------------------------------------------------------------------------------------------
 class MaskedAutoencoderViT(nn.Module):
     """Masked Autoencoder with a Vision Transformer backbone (He et al., 2022).
 
@@ -108,9 +240,9 @@ class MaskedAutoencoderViT(nn.Module):
     def freeze_pretrained_weights(self) -> int:
         """Freeze ``patch_embed``, ``cls_token``, ``pos_embed`` and ``blocks``; the new blocks, ``norm``
         and the decoder stay trainable. Returns: the number of frozen parameters (elements)."""
-        frozen = 0
+        frozen, pretrained = 0, (*STEM, BLOCK_LISTS["encoder"])
         for name, p in self.named_parameters():
-            if name.startswith(("patch_embed.", "cls_token", "pos_embed", "blocks.")):
+            if name.split(".", 1)[0] in pretrained:
                 p.requires_grad_(False)
                 frozen += p.numel()
         return frozen
@@ -134,12 +266,13 @@ class MaskedAutoencoderViT(nn.Module):
         depth, extra = len(self.blocks), len(self.new_blocks)
 
         def layer_id(name: str) -> int:
-            if name.startswith(("cls_token", "pos_embed", "patch_embed")):
+            top, *rest = name.split(".")
+            if top in STEM:
                 return 0
-            if name.startswith("blocks."):
-                return int(name.split(".")[1]) + 1
-            if name.startswith("new_blocks."):
-                return depth + int(name.split(".")[1]) + 1
+            if top == BLOCK_LISTS["encoder"]:
+                return int(rest[0]) + 1
+            if top == BLOCK_LISTS["new_blocks"]:
+                return depth + int(rest[0]) + 1
             return depth + extra + 1
 
         return layer_id
@@ -193,15 +326,10 @@ class MaskedAutoencoderViT(nn.Module):
         return self._masked(x, mask, None)
 
     # --- forward --------------------------------------------------------------------------------------
-    def _check_imgs(self, imgs: torch.Tensor) -> None:
-        if not isinstance(imgs, torch.Tensor):
-            raise TypeError(f"imgs must be a torch.Tensor, got {type(imgs).__name__}")
-        expected = (self.in_chans, *self.config.img_size)
-        if imgs.ndim != 4 or tuple(imgs.shape[1:]) != expected:
-            want = ", ".join(map(str, expected))
-            raise ValueError(f"imgs must have shape (N, {want}), got {tuple(imgs.shape)}")
-        if not imgs.is_cuda and not torch.isfinite(imgs).all():
-            raise ValueError("imgs contain NaN or infinite values")
+    def _check_imgs(self, imgs: torch.Tensor, check_finite: bool) -> None:
+        """Shape `(N, C, H, W)` of this model; NaN / inf (a full pass, not on CUDA) when ``check_finite``."""
+        check_images(imgs, "imgs", channels=self.in_chans, size=self.config.img_size,
+                     finite=check_finite and not getattr(imgs, "is_cuda", False))
 
     def _encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
@@ -212,7 +340,8 @@ class MaskedAutoencoderViT(nn.Module):
             x = blk(x)
         return self.norm(x)
 
-    def forward_encoder_dynamic(self, imgs: torch.Tensor, mask_mode: str = "random", **mask_options):
+    def forward_encoder_dynamic(self, imgs: torch.Tensor, mask_mode: str = "random", *,
+                                check_finite: bool = True, **mask_options):
         """Encode the visible patches under any masking strategy.
 
         Args:
@@ -220,10 +349,12 @@ class MaskedAutoencoderViT(nn.Module):
             mask_mode: one of ``maelib.masking.MASK_MODES``; ``mask=`` (N, L) selects ``"given"``.
             mask_options: ``mask_ratio``, ``block_ratio``, ``random_ratio``, ``flipped``, ``random_offset``,
                 ``horizontal_random_offset``, ``noise``, ``generator``, ``mask``.
+            check_finite: scan ``imgs`` for NaN / inf (ValueError); callers that validated them already
+                (``train``, ``reconstruct``) pass False to skip the full pass.
         Returns:
             latent `(N, 1+K, D)`, mask `(N, L)` float (1 = masked), ids_restore `(N, L)`.
         """
-        self._check_imgs(imgs)
+        self._check_imgs(imgs, check_finite)
         x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
         mask, noise = make_mask(mask_mode, x.shape[0], self.grid_size, device=x.device, **mask_options)
         x, mask, ids_restore = self._masked(x, mask, noise)
@@ -235,7 +366,7 @@ class MaskedAutoencoderViT(nn.Module):
 
     def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
         """Encode the whole image, no masking, tokens in patch order. Returns: `(N, 1+L, D)`."""
-        self._check_imgs(imgs)
+        self._check_imgs(imgs, True)
         return self._encode_tokens(self.patch_embed(imgs) + self.pos_embed[:, 1:])
 
     def forward_decoder(self, x: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
@@ -267,15 +398,17 @@ class MaskedAutoencoderViT(nn.Module):
         mask = mask.to(per_patch.dtype)
         return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
 
-    def forward(self, imgs: torch.Tensor, mask_ratio: float = 0.75, mask_mode: str = "random",
-                **mask_options):
+    def forward(self, imgs: torch.Tensor, mask_ratio: float = 0.75, mask_mode: str = "random", *,
+                check_finite: bool = True, **mask_options):
         """Encode, decode, loss. ``model(imgs, mask_mode='block', block_ratio=0.5)`` etc.
 
-        Args: imgs `(N, C, H, W)` normalised. Returns: loss (scalar), pred `(N, L, p*p*C)`, mask `(N, L)`.
+        Args: imgs `(N, C, H, W)` normalised; ``check_finite``: see :meth:`forward_encoder_dynamic`.
+        Returns: loss (scalar), pred `(N, L, p*p*C)`, mask `(N, L)`.
         """
         if mask_mode == "random":
             mask_options["mask_ratio"] = mask_ratio
-        latent, mask, ids_restore = self.forward_encoder_dynamic(imgs, mask_mode, **mask_options)
+        latent, mask, ids_restore = self.forward_encoder_dynamic(imgs, mask_mode, check_finite=check_finite,
+                                                                 **mask_options)
         pred = self.forward_decoder(latent, ids_restore)
         return self.forward_loss(imgs, pred, mask), pred, mask
 

@@ -7,32 +7,24 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
+
+from ._io import atomic_write_text
 
 SOLUTION_TAG = "solution"
 STUDENT_STUB = "# The solution is not part of the student copy: write your own in the exercise cell above."
 _PATH_RE = re.compile(r"(/work/|/root/|/home/[a-z][\w.-]*/|/tmp/[A-Za-z0-9_.-]+/)[^\s'\"]*")
 
 
-def _atomic_write(nb, path: Path) -> None:
+def _write_notebook(nb, path: Path) -> None:
+    """Write ``nb`` as nbformat does (with a final newline), atomically."""
     import nbformat
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = nbformat.writes(nb)
+    atomic_write_text(path, text if text.endswith("\n") else text + "\n")
 
 
 def clean_notebook(nb) -> None:
@@ -59,7 +51,7 @@ def execute(paths: list[Path], timeout: int = 1200, kernel: str = "python3") -> 
         NotebookClient(nb, timeout=timeout, kernel_name=kernel,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
         clean_notebook(nb)
-        _atomic_write(nb, path)
+        _write_notebook(nb, path)
         print(f"executed {path}")
 
 
@@ -88,7 +80,7 @@ def write_student_copies(paths: list[Path], out_dir: Path) -> list[Path]:
     for path in paths:
         nb = strip_solutions(nbformat.read(path, as_version=4))
         target = Path(out_dir) / Path(path).name
-        _atomic_write(nb, target)
+        _write_notebook(nb, target)
         written.append(target)
     return written
 

@@ -31,11 +31,63 @@ def grid_size(img_size: int | Size2, patch_size: int | Size2) -> Size2:
     return h // ph, w // pw
 
 
-def _check_images(imgs: torch.Tensor, name: str = "imgs") -> None:
-    if not isinstance(imgs, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(imgs).__name__}")
-    if imgs.ndim != 4:
-        raise ValueError(f"{name} must have shape (N, C, H, W), got {tuple(imgs.shape)}")
+def square_grid(num_patches: int, name: str = "grid") -> Size2:
+    """The square grid `(s, s)` of ``num_patches`` positions; ValueError asking for ``name`` otherwise."""
+    side = int(round(num_patches**0.5))
+    if side * side != num_patches:
+        raise ValueError(f"{name} must be given for a non-square number of patches L={num_patches}")
+    return side, side
+
+
+def check_images(images: torch.Tensor, name: str = "images", *, channels: int | None = None,
+                 size: Size2 | None = None, nonempty: bool = False, floating: bool = False,
+                 finite: bool = False, unit_range: bool = False, range_tol: float = 0.0,
+                 hint: str = "") -> torch.Tensor:
+    """The one validation of an image batch `(N, C, H, W)`; TypeError / ValueError name ``name``.
+
+    Args:
+        channels / size: required C and `(H, W)` (None: any).
+        nonempty: require N >= 1. floating: require a floating dtype.
+        finite: scan for NaN / inf (a full pass over the batch). unit_range: require values in
+            [-range_tol, 1 + range_tol]; ``hint`` is appended to that message.
+    Returns:
+        ``images``, unchanged.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
+    want = (channels if channels is not None else "C", *(size if size is not None else ("H", "W")))
+    if (images.ndim != 4 or (channels is not None and images.shape[1] != channels)
+            or (size is not None and tuple(images.shape[2:]) != tuple(size))
+            or (nonempty and images.shape[0] == 0)):
+        shape = ", ".join(map(str, ("N", *want)))
+        more = " with N >= 1" if nonempty else ""
+        raise ValueError(f"{name} must have shape ({shape}){more}, got {tuple(images.shape)}")
+    if floating and not images.is_floating_point():
+        raise TypeError(f"{name} must be floating point in [0, 1], got dtype {images.dtype} "
+                        "(for uint8 use images.float() / 255)")
+    if finite and not torch.isfinite(images).all():
+        raise ValueError(f"{name} contain NaN or infinite values")
+    if unit_range and images.numel():
+        lo, hi = float(images.min()), float(images.max())
+        if lo < -range_tol or hi > 1.0 + range_tol:
+            raise ValueError(f"{name} must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]{hint}")
+    return images
+
+
+def check_pixel_mask(pixel_mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The one validation of a pixel mask against images ``like`` `(N, C, H, W)`.
+
+    Args: pixel_mask `(N, 1, H, W)` or `(N, H, W)`, 1 = masked (values > 0.5 count as masked).
+    Returns: `(N, 1, H, W)` bool mask on ``like``'s device.
+    """
+    if not isinstance(pixel_mask, torch.Tensor):
+        raise TypeError(f"pixel_mask must be a torch.Tensor, got {type(pixel_mask).__name__}")
+    m = pixel_mask[:, None] if pixel_mask.ndim == 3 else pixel_mask
+    n, _, h, w = like.shape
+    if m.ndim != 4 or tuple(m.shape) != (n, 1, h, w):
+        raise ValueError(f"pixel_mask must have shape ({n}, 1, {h}, {w}) or ({n}, {h}, {w}), "
+                         f"got {tuple(pixel_mask.shape)}")
+    return (m > 0.5).to(like.device)
 
 
 def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -47,7 +99,7 @@ def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
     Returns:
         `(N, L, p*p*C)` with L = (H/p)*(W/p), patches row-major, each flattened as (p, q, c).
     """
-    _check_images(imgs)
+    check_images(imgs, "imgs")
     p = int(patch_size)
     n, c, h, w = imgs.shape
     gh, gw = grid_size((h, w), p)
@@ -73,12 +125,7 @@ def unpatchify(
         raise ValueError(f"x must be a tensor of shape (N, L, p*p*C), got {getattr(x, 'shape', type(x))}")
     p = int(patch_size)
     n, length, d = x.shape
-    if grid is None:
-        side = int(round(length**0.5))
-        if side * side != length:
-            raise ValueError(f"grid must be given for a non-square number of patches L={length}")
-        grid = (side, side)
-    gh, gw = to_2tuple(grid, "grid")
+    gh, gw = to_2tuple(grid, "grid") if grid is not None else square_grid(length, "grid")
     if gh * gw != length:
         raise ValueError(f"grid {(gh, gw)} has {gh * gw} patches but x has L={length}")
     c = channels if channels is not None else d // (p * p)

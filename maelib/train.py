@@ -1,4 +1,6 @@
-"""Training loop: AdamW with layer decay, cosine schedule, autocast, accumulation, exact resume, DDP."""
+"""Training: what a config builds (device, autocast, model, data, batches, optimizer, lr schedule), the run
+state of an exact resume (atomic checkpoints, RNG states), and the loop (AdamW with layer decay, cosine
+schedule, autocast, accumulation, DDP under ``torchrun``)."""
 
 from __future__ import annotations
 
@@ -14,29 +16,238 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
-from .model import MaskedAutoencoderViT
-from .train_config import PRESETS, TrainConfig  # noqa: F401  (re-exported: part of this module's API)
-from .train_setup import (  # noqa: F401  (re-exported: part of this module's API)
-    autocast_dtype,
-    batch_generator,
-    build_datasets,
-    build_model,
-    build_optimizer,
-    dist_info,
-    epoch_batches,
-    fused_attention,
-    lr_factor,
-    resolve_device,
-)
-from .train_state import (  # noqa: F401  (re-exported: part of this module's API)
-    _load_model_state,
-    _rng_state,
-    _set_rng_state,
-    atomic_torch_save,
-    load_checkpoint,
-)
+from ._io import atomic_write, atomic_write_text
+from .checkpoints import load_official_checkpoint, save_pretrained
+from .data.cache import DataSource, PhotoCache
+from .data.datasets import resolve_data_dir
+from .data.download import user_cache_dir
+from .data.synthetic import SyntheticFacades
+from .inference import reconstruct
+from .model import MaskedAutoencoderViT, create_model
+from .train_config import TrainConfig
+
+
+# --- what a config builds ----------------------------------------------------------------------------------
+def dist_info() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) otherwise."""
+    env = os.environ
+    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """"auto": CUDA (device ``local_rank``) when available, else CPU."""
+    if name == "auto":
+        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use device='cpu'")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
+def autocast_dtype(policy: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``policy`` ("auto" | "bf16" | "fp16" | "off") on ``device``; None = fp32.
+
+    "auto": bf16 on CUDA when supported (else fp16), bf16 on CPUs with native bf16 matmuls (AVX512-BF16 /
+    AMX, where it is faster), fp32 on other CPUs.
+    """
+    if policy == "off":
+        return None
+    if device.type == "cuda":
+        if policy == "fp16" or (policy == "auto" and not torch.cuda.is_bf16_supported()):
+            return torch.float16
+        return torch.bfloat16
+    if policy == "fp16":
+        raise ValueError("amp='fp16' is for CUDA only; on CPU use amp='bf16', 'auto' or 'off'")
+    if policy == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+
+
+def fused_attention(policy: str, device: torch.device) -> bool:
+    """Whether ``policy`` ("auto" | "fused" | "math") uses the fused SDPA kernel on ``device``: "auto" is
+    fused on CUDA and math on CPU, where it measured 2.5x faster (benchmarks/bench_train_step.py)."""
+    return policy == "fused" or (policy == "auto" and device.type == "cuda")
+
+
+def build_model(cfg: TrainConfig) -> MaskedAutoencoderViT:
+    """The model of ``cfg``; for finetune loaded from ``cfg.init`` (new blocks stay initialised), frozen if
+    ``cfg.freeze``. Raises FileNotFoundError / ValueError (listing the keys that do not fit)."""
+    kwargs = dict(cfg.model_kwargs, img_size=cfg.img_size, num_new_blocks=cfg.num_new_blocks,
+                  norm_pix_loss=cfg.norm_pix_loss, loss=cfg.loss)
+    if cfg.patch_size is not None:
+        kwargs["patch_size"] = cfg.patch_size
+    model = create_model(cfg.model, **kwargs)
+    if cfg.init:
+        report = load_official_checkpoint(model, cfg.init)
+        if not report.ok:
+            raise ValueError(f"init checkpoint {cfg.init} does not fit model {cfg.model} {kwargs}:\n{report}")
+    if cfg.freeze:
+        model.freeze_pretrained_weights()
+    return model
+
+
+def data_sources(cfg: TrainConfig, verbose: bool = True) -> tuple[list[DataSource], bool]:
+    """The training sources of ``cfg``: ``cfg.sources``, else ``cfg.data`` (a folder, the resolved CMP folder
+    or, when none is found, 800 procedural facades), plus ``cfg.synthetic`` procedural ones.
+
+    Returns: (sources, fell_back) — ``fell_back`` is True when no real data was found for ``data=None``.
+    """
+    srcs = [DataSource.parse(s) for s in cfg.sources]
+    fell_back = False
+    if not srcs and cfg.data != "synthetic":
+        root = resolve_data_dir(cfg.data)
+        if root is not None:
+            srcs.append(DataSource("auto", str(root)))
+        else:
+            fell_back = True
+            srcs.append(DataSource("synthetic", count=800))
+            if verbose:
+                print("maelib: CMP Facade Database not found; training on 800 procedural facades. For the "
+                      "real photos run `maelib download cmp-base` or set MAELIB_DATA_DIR.")
+    if cfg.synthetic:
+        srcs.append(DataSource("synthetic", count=cfg.synthetic))
+    return srcs, fell_back
+
+
+def cache_folder(cfg: TrainConfig) -> Path | None:
+    """Where the photo cache lives: ``cfg.cache_dir``; "auto" = ``~/.cache/maelib/photo_cache``."""
+    if cfg.cache_dir is None:
+        return None
+    return user_cache_dir() / "photo_cache" if cfg.cache_dir == "auto" else Path(cfg.cache_dir).expanduser()
+
+
+def build_datasets(cfg: TrainConfig, verbose: bool = True) -> tuple[PhotoCache, Dataset]:
+    """(train, val): the training photos of every source decoded once into a :class:`PhotoCache`, and the
+    val images (the val split of each ``@train`` source, centre-cropped to ``img_size``, plus
+    ``cfg.val_synthetic`` procedural facades)."""
+    srcs, fell_back = data_sources(cfg, verbose)
+    train_ds = PhotoCache.build(srcs, cfg.short_side(), cfg.data_seed, cache_dir=cache_folder(cfg),
+                                verbose=verbose) if srcs else None
+    val: list[Dataset] = []
+    for src in srcs:
+        if src.layout != "synthetic":
+            ds = src.open("val", cfg.img_size, cfg.data_seed)
+            if ds is not None:
+                val.append(ds)
+    if fell_back:
+        val.append(SyntheticFacades(100, cfg.img_size, cfg.data_seed, stream=1))
+    if cfg.val_synthetic:
+        val.append(SyntheticFacades(cfg.val_synthetic, cfg.img_size, cfg.data_seed, stream=11))
+    if train_ds is None or not val:
+        raise ValueError(f"empty dataset: data={cfg.data!r}, sources={list(cfg.sources)}, "
+                         f"synthetic={cfg.synthetic}, val_synthetic={cfg.val_synthetic} give no train or no "
+                         "val images")
+    return train_ds, ConcatDataset(val) if len(val) > 1 else val[0]
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
+                  world: int = 1, samples: int | None = None) -> list[list[int]]:
+    """This rank's micro-batches of ``epoch``: ``samples`` indices (default ``n``) from permutations of
+    ``range(n)`` seeded by (seed, epoch), dealt round-robin to the ranks, incomplete batches dropped.
+
+    Returns: ``samples // (batch_size * world)`` lists of indices.
+    """
+    samples = n if samples is None else samples
+    rng = np.random.default_rng([seed, epoch])
+    perm = np.concatenate([rng.permutation(n) for _ in range(-(-samples // n))])[:samples]
+    per_rank = samples // (batch_size * world) * batch_size
+    mine = perm[rank::world][:per_rank].tolist()
+    return [mine[i:i + batch_size] for i in range(0, per_rank, batch_size)]
+
+
+def batch_generator(seed: int, epoch: int, micro: int, rank: int = 0) -> torch.Generator:
+    """The generator of micro-batch ``micro``'s crops: seeded by (seed, epoch, micro, rank) only, so a
+    resumed run draws the same crops."""
+    state = np.random.SeedSequence([seed, epoch, micro, rank]).generate_state(2, np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+
+
+def build_optimizer(cfg: TrainConfig, model: MaskedAutoencoderViT, device: torch.device,
+                    world: int = 1) -> torch.optim.AdamW:
+    """AdamW on trainable parameters: no decay for norms, biases, tokens and position tables; timm layer-wise
+    lr decay when ``cfg.layer_decay < 1``; the fused implementation (see :func:`adamw_impl`)."""
+    from timm.optim import param_groups_layer_decay, param_groups_weight_decay
+
+    nwd = model.no_weight_decay()
+    if cfg.layer_decay < 1.0:
+        groups = param_groups_layer_decay(model, cfg.weight_decay, nwd, layer_decay=cfg.layer_decay)
+    else:
+        groups = param_groups_weight_decay(model, cfg.weight_decay, nwd)
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ValueError("the model has no trainable parameters (all frozen?)")
+    lr = cfg.absolute_lr(world)
+    for g in groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), **adamw_impl(device))
+
+
+def adamw_impl(device: torch.device) -> dict:
+    """``{"fused": True}`` on CUDA and CPU (on this project's CPU the fused step is ~2-3x faster than the
+    for-loop and foreach ones, see benchmarks/bench_train_step.py), ``{"foreach": True}`` elsewhere."""
+    return {"fused": True} if device.type in ("cuda", "cpu") else {"foreach": True}
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine from 1 down to ``min_ratio`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+# --- the run state: checkpoints and RNG states of an exact resume ------------------------------------------
+def atomic_torch_save(obj, path: Path) -> None:
+    """``torch.save`` through :func:`maelib._io.atomic_write`: a crash keeps the old file."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def _rng_state(mask_gen: torch.Generator) -> dict:
+    np_state = np.random.get_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"torch": torch.get_rng_state(), "cuda": cuda, "python": random.getstate(),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+            "mask": mask_gen.get_state()}
+
+
+def _set_rng_state(s: dict, mask_gen: torch.Generator) -> None:
+    torch.set_rng_state(s["torch"])
+    if s["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+    np.random.set_state((s["numpy"][0], s["numpy"][1].numpy().astype(np.uint32), *s["numpy"][2:]))
+    random.setstate((s["python"][0], tuple(s["python"][1]), s["python"][2]))
+    mask_gen.set_state(s["mask"])
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a training checkpoint (weights only). Raises FileNotFoundError / ValueError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"cannot read checkpoint {path} (corrupt or not a maelib training checkpoint): "
+                         f"{type(err).__name__}: {err}. Delete it to start afresh.") from err
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "step" not in ckpt:
+        raise ValueError(f"{path} is not a maelib training checkpoint (no 'model' / 'step' entries)")
+    return ckpt
+
+
+def _load_model_state(model: torch.nn.Module, state: dict, path: Path) -> None:
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    wrong = [f"{k}: {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        raise ValueError(f"checkpoint {path} was written for another architecture: missing {missing[:8]}, "
+                         f"unexpected {unexpected[:8]}, mismatched shapes {wrong[:8]}")
+    model.load_state_dict(state)
+
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -83,7 +294,6 @@ def save_reconstructions(model: MaskedAutoencoderViT, ds: Dataset, cfg: TrainCon
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from .inference import reconstruct
     from .viz import masked_image, plot_reconstruction
 
     imgs = torch.stack([ds[i] for i in range(min(n, len(ds)))])
@@ -92,11 +302,10 @@ def save_reconstructions(model: MaskedAutoencoderViT, ds: Dataset, cfg: TrainCon
     images = r.images.cpu()
     masked = torch.stack([masked_image(im, m, model.patch_size) for im, m in zip(images, r.mask.cpu())])
     fig = plot_reconstruction(r.images.cpu(), masked, r.reconstruction.cpu(), r.pasted.cpu())
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=80))
+    finally:
+        plt.close(fig)
 
 
 class RunLog:
@@ -136,8 +345,6 @@ class RunLog:
 def save_snapshot(model: MaskedAutoencoderViT, cfg: TrainConfig, path: Path, step: int,
                   eff_batch: int) -> Path:
     """The weights at ``step`` as ``path.safetensors`` (+ .json), for the images-seen curve."""
-    from .checkpoints import save_pretrained
-
     meta = {"stage": cfg.stage, "steps": step, "images_seen": step * eff_batch, "train_config": cfg.to_dict()}
     return save_pretrained(model, path, metadata=meta, dtype=getattr(torch, cfg.export_dtype))
 
@@ -146,6 +353,9 @@ def save_snapshot(model: MaskedAutoencoderViT, cfg: TrainConfig, path: Path, ste
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
           export: bool = True) -> TrainResult:
     """Train ``cfg`` into ``out_dir`` (checkpoint.pt, log.jsonl, config.json, recon_*.png, model.safetensors).
+
+    The batches come from the photo cache (finite by construction), so the model's NaN scan of its input is
+    skipped (``check_finite=False``); non-finite losses, gradient norms and weights still stop training.
 
     ``resume=True`` continues from ``out_dir/checkpoint.pt`` exactly (weights, optimizer, schedule, scaler,
     RNG and mask-generator states, epoch and position within it). Under torchrun, runs DDP (gloo on CPU,
@@ -220,7 +430,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
     elif resume and main:
         print(f"maelib: no checkpoint in {out}, starting from scratch")
     if main:
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
     net: torch.nn.Module = model
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
@@ -278,7 +488,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
             with sync:
                 with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     try:
-                        loss, _, _ = net(imgs, generator=mask_gen, **opts)
+                        loss, _, _ = net(imgs, generator=mask_gen, check_finite=False, **opts)
                     except Exception as err:
                         if compiled_ok:
                             raise
@@ -286,7 +496,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
                             print(f"maelib: torch.compile failed ({type(err).__name__}: {err}); "
                                   "training continues in eager mode")
                         net = eager_net
-                        loss, _, _ = net(imgs, generator=mask_gen, **opts)
+                        loss, _, _ = net(imgs, generator=mask_gen, check_finite=False, **opts)
                     compiled_ok = True
                 value = loss.detach().float()
                 if world > 1:
@@ -348,8 +558,6 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
     log.close()
     exported = None
     if main and export:
-        from .checkpoints import save_pretrained
-
         meta = {"stage": cfg.stage, "epochs": epoch, "steps": step,
                 "images_seen": step * cfg.effective_batch(world),
                 "train_loss": last_loss, "val_loss": val_loss, "mask": str(cfg.mask_spec(max(epoch - 1, 0))),

@@ -1,6 +1,6 @@
 """Training configuration: the frozen :class:`TrainConfig` and its named presets.
 
-What a config builds lives in :mod:`maelib.train_setup`.
+What a config builds lives in :mod:`maelib.train`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from .mask_specs import CurriculumSchedule, MaskSpec
+from .masking import CurriculumSchedule, MaskSpec
 
 STAGES = ("pretrain", "finetune")
 AMP_POLICIES = ("auto", "bf16", "fp16", "off")

@@ -12,30 +12,238 @@ import base64
 import html
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import ipywidgets as W
+import torch
+from matplotlib.figure import Figure
 
-from . import viz
+from .masking import CurriculumSchedule, block_bbox_shape, make_mask
 from .patches import grid_size
-from .widget_states import (  # noqa: F401  (re-exported: part of this module's API)
-    _FLIPPED,
-    CurriculumState,
-    MaskState,
-    _describe,
-    _state,
-    block_bbox_mask_state,
-    block_mask_state,
-    combined_mask_state,
-    curriculum_state,
-    mask_state,
-    patch_grid_state,
-    plot_curriculum_state,
-    plot_mask_state,
-    plot_patch_grid_state,
-    random_mask_state,
+from .viz import (
+    draw_patch_grid,
+    masked_image,
+    new_figure,
+    plot_curriculum,
+    plot_mask_overlay,
+    plot_patch_grid,
+    to_chw,
+    to_hwc,
 )
 
+# --- compute and plot: mask, patch-grid and curriculum states ----------------------------------------------
+_FLIPPED = "; flipped: array row 0 is the bottom, so it sits at the top of the array"
 
+
+@dataclass(frozen=True)
+class MaskState:
+    """A computed mask: ``mask`` `(gh, gw)` bool (1 = masked), ``masked_image`` `(3, H, W)` with masked
+    patches grey, the counts, a figure ``title`` and an explanatory ``message``; ``error`` when the settings
+    are not allowed (then nothing is masked)."""
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    patch_size: int
+    masked_image: torch.Tensor
+    num_visible: int
+    num_masked: int
+    title: str
+    message: str = ""
+    error: str | None = None
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(self.mask.shape)
+
+    @property
+    def num_patches(self) -> int:
+        return self.mask.numel()
+
+    @property
+    def label(self) -> str:
+        shown = "-" if self.error else str(self.num_visible)
+        return f"visible patches: {shown} / {self.num_patches}"
+
+
+def _state(x: torch.Tensor, mask: torch.Tensor, p: int, title: str, message: str = "",
+           error: str | None = None) -> MaskState:
+    n = int(mask.sum())
+    return MaskState(x, mask, p, masked_image(x, mask, p), mask.numel() - n, n, title, message, error)
+
+
+def _describe(mode: str, grid: tuple[int, int], n_masked: int, o: dict) -> tuple[str, str]:
+    gh, gw = grid
+    length = gh * gw
+    where = " at a random height" if o.get("random_offset") else " at the bottom of the facade"
+    flip = _FLIPPED if o.get("flipped") else ""
+    if mode == "random":
+        r = o["mask_ratio"]
+        keep = length - n_masked
+        return (f"random {r:.2f}",
+                f"keep int(L * (1 - {r:.2f})) = int({length} * {1 - r:.2f}) = {keep} patches of lowest "
+                f"noise, mask the other {n_masked}")
+    b = o["block_ratio"]
+    if mode == "block":
+        return (f"row band {b:.2f}",
+                f"band of round({b:.2f} * {gh}) = {n_masked // gw} full rows{where}{flip}")
+    bh, bw = block_bbox_shape(grid, b)
+    col = "a random column" if o.get("horizontal_random_offset") else "centred"
+    if mode == "block_bbox":
+        return (f"square block {b:.2f}", f"block of {bh} x {bw} = {bh * bw} patches (about {b:.2f} * {length}"
+                f" = {b * length:.1f}), {col},{where}{flip}")
+    r = o["random_ratio"]
+    return (f"combined {b:.2f} + {r:.2f}",
+            f"total = block + random = {b:.2f} + {r:.2f} = {b + r:.2f}, so L - int(L * (1 - {b + r:.2f})) = "
+            f"{n_masked} patches are masked: {bh * bw} in the {bh} x {bw} block ({col},{where}) and "
+            f"{n_masked - bh * bw} at random outside it{flip}")
+
+
+def mask_state(image, patch_size: int, mask_mode: str, *, seed: int = 0, **options) -> MaskState:
+    """Mask one image with :func:`maelib.masking.make_mask`.
+
+    Args:
+        image: `(3, H, W)` in [0, 1].
+        patch_size: p (divides H and W).
+        mask_mode: ``"random"``, ``"block"``, ``"block_bbox"`` or ``"combined"``.
+        seed: seeds the generator that draws noise and offsets.
+        options: the strategy's options (``mask_ratio``, ``block_ratio``, ``random_ratio``, ``flipped``, ...).
+    Returns:
+        :class:`MaskState`; for ``combined`` with block + random >= 1 an error state instead of an exception.
+    """
+    x = to_chw(image)
+    grid = grid_size(tuple(x.shape[-2:]), patch_size)
+    b, r = options.get("block_ratio", 0.5), options.get("random_ratio", 0.0)
+    if mask_mode == "combined" and b + r >= 1:
+        err = (f"block ratio + random ratio must be < 1, got {b:.2f} + {r:.2f} = {b + r:.2f}"
+               ": lower one of them")
+        return _state(x, torch.zeros(grid, dtype=torch.bool), patch_size, "not allowed: block + random >= 1",
+                      error=err)
+    mask, _ = make_mask(mask_mode, 1, grid, generator=torch.Generator().manual_seed(int(seed)), **options)
+    mask = mask[0].reshape(grid)
+    title, message = _describe(mask_mode, grid, int(mask.sum()), options)
+    return _state(x, mask, patch_size, title, message)
+
+
+def random_mask_state(image, patch_size: int = 16, mask_ratio: float = 0.75, seed: int = 0) -> MaskState:
+    """Random masking of ``mask_ratio`` of the patches (see :func:`mask_state`)."""
+    return mask_state(image, patch_size, "random", seed=seed, mask_ratio=mask_ratio)
+
+
+def block_mask_state(image, patch_size: int = 16, block_ratio: float = 0.5, flipped: bool = False,
+                     random_offset: bool = False, seed: int = 0) -> MaskState:
+    """A band of full rows (see :func:`maelib.masking.block_mask`)."""
+    return mask_state(image, patch_size, "block", seed=seed, block_ratio=block_ratio, flipped=flipped,
+                      random_offset=random_offset)
+
+
+def block_bbox_mask_state(image, patch_size: int = 16, block_ratio: float = 0.3,
+                          horizontal_random_offset: bool = False, random_offset: bool = False,
+                          flipped: bool = False, seed: int = 0) -> MaskState:
+    """A near-square block (see :func:`maelib.masking.block_bbox_mask`)."""
+    return mask_state(image, patch_size, "block_bbox", seed=seed, block_ratio=block_ratio, flipped=flipped,
+                      random_offset=random_offset, horizontal_random_offset=horizontal_random_offset)
+
+
+def combined_mask_state(image, patch_size: int = 16, block_ratio: float = 0.3, random_ratio: float = 0.45,
+                        flipped: bool = False, horizontal_random_offset: bool = False,
+                        random_offset: bool = False, seed: int = 0) -> MaskState:
+    """A square block plus random patches outside it (see :func:`maelib.masking.combined_mask`)."""
+    return mask_state(image, patch_size, "combined", seed=seed, block_ratio=block_ratio,
+                      random_ratio=random_ratio, flipped=flipped, random_offset=random_offset,
+                      horizontal_random_offset=horizontal_random_offset)
+
+
+def patch_grid_state(image, patch_size: int = 16) -> MaskState:
+    """The patch grid of an image, nothing masked."""
+    x = to_chw(image)
+    gh, gw = grid_size(tuple(x.shape[-2:]), patch_size)
+    p, length = patch_size, gh * gw
+    msg = (f"{gh} x {gw} = {length} patches: the encoder sees {length} tokens (+1 cls token), each a "
+           f"{p} * {p} * 3 = {p * p * 3}-dim vector; attention cost grows with {length}^2")
+    return _state(x, torch.zeros(gh, gw, dtype=torch.bool), p, f"{gh} x {gw} patches of {p} x {p} px", msg)
+
+
+def plot_mask_state(state: MaskState, fig: Figure | None = None) -> Figure:
+    """The masked image with the patch grid; updates ``fig`` (from an earlier call) in place when possible."""
+    key = f"mask:{state.patch_size}:{tuple(state.image.shape)}"
+    axes = fig.axes if fig is not None else []
+    if axes and axes[0].get_gid() == key and axes[0].images:
+        ax = axes[0]
+        ax.images[0].set_data(to_hwc(state.masked_image))
+        ax.set_title(state.title, fontsize=9, y=1.0)
+    else:
+        if fig is not None:
+            fig.clear()
+        ax = (fig or new_figure(3.6, 3.6 * state.image.shape[-2] / state.image.shape[-1] + 0.3, None)
+              ).add_axes((0.02, 0.02, 0.96, 0.88))
+        plot_mask_overlay(state.image, state.mask, state.patch_size, ax=ax, title=state.title)
+        ax.set_gid(key)
+    ax.title.set_color("tab:red" if state.error else "black")
+    return ax.figure
+
+
+def plot_patch_grid_state(state: MaskState, fig: Figure | None = None, max_indices: int = 16) -> Figure:
+    """The patch grid, with indices when there are at most ``max_indices`` patches; updates ``fig``."""
+    shape = tuple(state.image.shape[-2:])
+    axes = fig.axes if fig is not None else []
+    if axes and axes[0].get_gid() == f"grid:{shape}":
+        draw_patch_grid(axes[0], shape, state.patch_size, max_indices=max_indices)
+        return fig
+    if fig is not None:
+        fig.clear()
+    fig = fig if fig is not None else new_figure(3.6, 3.6 * shape[0] / shape[1] + 0.3, None)
+    ax = fig.add_axes((0.02, 0.02, 0.96, 0.88))
+    ax.set_gid(f"grid:{shape}")
+    return plot_patch_grid(state.image, state.patch_size, ax=ax, max_indices=max_indices)
+
+
+@dataclass(frozen=True)
+class CurriculumState:
+    """A :class:`maelib.masking.CurriculumSchedule`, or the ``error`` that its settings raised."""
+
+    schedule: object | None
+    error: str | None = None
+
+    @property
+    def message(self) -> str:
+        s = self.schedule
+        if s is None:
+            return ""
+        last = s.spec(s.total_epochs - 1)
+        first = s.spec(s.warmup_epochs) if s.warmup_epochs < s.total_epochs else last
+        warm = f"epochs 0-{s.warmup_epochs - 1}: {s.spec(0)}; " if s.warmup_epochs else ""
+        return f"{warm}epoch {s.warmup_epochs}: {first} ... epoch {s.total_epochs - 1}: {last}"
+
+    @property
+    def label(self) -> str:
+        return "schedule: not allowed" if self.error else f"schedule: {self.schedule.total_epochs} epochs"
+
+
+def curriculum_state(epochs: int = 20, warmup: int = 2, block_start: float = 0.1, block_end: float = 0.5,
+                     total_ratio: float = 0.75, flipped: bool = False,
+                     horizontal_random_offset: bool = True) -> CurriculumState:
+    """Build the schedule; settings it rejects give an error state instead of an exception."""
+    try:
+        return CurriculumState(CurriculumSchedule(int(epochs), int(warmup), total_ratio, block_start,
+                                                         block_end, flipped, horizontal_random_offset))
+    except ValueError as e:
+        return CurriculumState(None, str(e))
+
+
+def plot_curriculum_state(state: CurriculumState, fig: Figure | None = None) -> Figure:
+    """Block and random ratio per epoch (see :func:`maelib.plot_curriculum`); updates ``fig``."""
+    fig = fig if fig is not None else new_figure(6.0, 3.2, None)
+    ax = fig.axes[0] if fig.axes else fig.add_axes((0.09, 0.15, 0.89, 0.76))
+    if state.schedule is None or ax.texts:
+        ax.clear()
+    if state.schedule is None:
+        ax.text(0.5, 0.5, state.error, ha="center", va="center", wrap=True, color="tab:red",
+                transform=ax.transAxes)
+        return fig
+    return plot_curriculum(state.schedule, ax=ax)
+
+
+# --- ipywidgets explorers ---------------------------------------------------------------------------------
 class Explorer:
     """Controls, a count ``label``, a ``message``, and a figure in ``output`` redrawn on every change.
 
@@ -111,7 +319,7 @@ def _seed(value: int) -> W.IntSlider:
 
 def patch_size_widget(image, patch_size: int = 16, static: bool = True) -> Explorer:
     """Patch size -> patch grid; the sizes offered divide the image's height and width."""
-    x = viz.to_chw(image)
+    x = to_chw(image)
     h, w = x.shape[-2:]
     sizes = [p for p in range(4, min(h, w) // 2 + 1) if h % p == 0 and w % p == 0]
     if patch_size not in sizes:
@@ -123,7 +331,7 @@ def patch_size_widget(image, patch_size: int = 16, static: bool = True) -> Explo
 
 
 def _mask_widget(image, patch_size: int, mode: str, params: dict, static: bool) -> Explorer:
-    x = viz.to_chw(image)
+    x = to_chw(image)
     grid_size(tuple(x.shape[-2:]), patch_size)
     return Explorer(lambda **kw: mask_state(x, patch_size, mode, **kw), plot_mask_state, params,
                     static=static)

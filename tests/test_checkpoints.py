@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,15 +12,17 @@ from maelib import checkpoints as ck
 from maelib.checkpoints import (
     OFFICIAL_CHECKPOINTS,
     PRETRAINED,
+    ConversionError,
+    ConversionReport,
     list_pretrained,
     load_model,
     load_official_checkpoint,
     load_pretrained,
-    official_layout,
     save_pretrained,
+    unwrap_state_dict,
     validate_official_state_dict,
 )
-from maelib.model import MODELS, create_model, mae_vit_tiny_patch8
+from maelib.model import MODELS, create_model, mae_vit_tiny_patch8, official_layout, part_of
 from maelib.pos_embed import interpolate_pos_embed
 
 BLOCK_KEYS = ["norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
@@ -42,7 +45,7 @@ def outputs(model, seed: int = 0, img_size=(32, 32)):
 
 
 def encoder_only(sd: dict) -> dict:
-    return {k: v for k, v in sd.items() if ck.part_of(k) == "encoder"}
+    return {k: v for k, v in sd.items() if part_of(k) == "encoder"}
 
 
 def test_our_names_are_the_official_layout():
@@ -72,14 +75,14 @@ def test_official_layout_loads_strictly_and_reproduces_outputs(tmp_path, as_file
         report = load_official_checkpoint(dst, sd)
     assert report.ok, str(report)
     assert report.not_in_checkpoint == [] and report.interpolated == {}
-    assert sum(len(v) for v in report.loaded.values()) == len(sd)
+    assert len(report.mapped) == len(sd) and set(report.by_part()) == {"encoder", "decoder"}
     for a, b in zip(outputs(src), outputs(dst)):
         assert torch.equal(a, b)
 
 
 def test_pretrain_file_without_decoder(tmp_path):
     src, dst = tiny(0), tiny(1)
-    decoder_before = {k: v.clone() for k, v in dst.state_dict().items() if ck.part_of(k) == "decoder"}
+    decoder_before = {k: v.clone() for k, v in dst.state_dict().items() if part_of(k) == "decoder"}
     path = tmp_path / "mae_pretrain_tiny.pth"
     torch.save({"model": encoder_only(src.state_dict())}, path)
     report = load_official_checkpoint(dst, path)
@@ -140,7 +143,7 @@ def test_non_strict_decoder_mismatch_is_reported():
     with pytest.raises(ValueError, match="decoder_embed.weight"):
         load_official_checkpoint(dst, src.state_dict())
     report = load_official_checkpoint(dst, src.state_dict(), strict_parts=("encoder",))
-    assert not report.ok and report.mismatched["decoder"]
+    assert not report.ok and report.by_part("mismatched")["decoder"]
     assert "shape mismatch, kept initialised" in str(report)
     assert torch.equal(dst.blocks[0].attn.qkv.weight, src.blocks[0].attn.qkv.weight)
 
@@ -151,15 +154,16 @@ def test_partial_part_and_unexpected_keys():
     with pytest.raises(ValueError, match="decoder_norm.bias: missing"):
         load_official_checkpoint(tiny(1), sd)
     report = load_official_checkpoint(tiny(1), sd, strict_parts=("encoder",))
-    assert not report.ok and report.missing == {"decoder": ["decoder_norm.bias"]}
+    assert not report.ok and report.by_part("missing") == {"decoder": ["decoder_norm.bias"]}
     sd = {**tiny(0).state_dict(), "head.weight": torch.zeros(10, 192)}
     report = load_official_checkpoint(tiny(1), sd)
-    assert not report.ok and report.unexpected == {"other": ["head.weight"]}
+    assert not report.ok and report.unused == ["head.weight"]
+    assert report.by_part("unused") == {"other": ["head.weight"]}
     assert "head.weight" in str(report)
 
 
 def test_no_encoder_is_an_error():
-    sd = {k: v for k, v in tiny(0).state_dict().items() if ck.part_of(k) == "decoder"}
+    sd = {k: v for k, v in tiny(0).state_dict().items() if part_of(k) == "decoder"}
     with pytest.raises(ValueError, match="no encoder keys"):
         load_official_checkpoint(tiny(1), sd)
 
@@ -298,3 +302,45 @@ def test_official_loader_reads_safetensors_files(tmp_path):
     report = load_official_checkpoint(dst, path)
     assert report.ok and report.interpolated["pos_embed"] == ((4, 4), (6, 6))
     assert torch.equal(dst.norm.weight, src.norm.weight)
+
+
+# --- the one report of loads and conversions, and the one state-dict unwrap ---------------------------------
+def test_report_ok_check_and_text():
+    r = ConversionReport("a", "b", mapped=["x"])
+    assert r.ok and r.check() is r and "1 mapped" in str(r)
+    r.missing.append("y.weight")
+    r.unused.append("z")
+    assert not r.ok
+    with pytest.raises(ConversionError, match="y.weight") as err:
+        r.check(strict=True)
+    assert err.value.report is r and isinstance(err.value, ValueError)
+    assert r.check(strict=False) is r
+    assert r.to_dict()["unused"] == ["z"] and "missing: y.weight" in str(r)
+
+
+def test_report_mismatch_and_missing_encoder_are_not_ok():
+    r = ConversionReport(mapped=["norm.weight"], mismatched=[("decoder_embed.weight", (2, 3), (4, 3))])
+    assert not r.ok and r.by_part("mismatched") == {"decoder": [("decoder_embed.weight", (2, 3), (4, 3))]}
+    assert "shape mismatch, kept initialised: decoder_embed.weight (2, 3) vs target (4, 3)" in str(r)
+    r = ConversionReport(mapped=["decoder_norm.bias"], not_in_checkpoint=["encoder"])
+    assert not r.ok and "encoder: not in checkpoint" in str(r)
+
+
+def test_merge_load_result_sorts_missing_into_kept():
+    r = ConversionReport("a", "b")
+    r.merge_load_result(SimpleNamespace(missing_keys=["head.weight", "blocks.0.x"], unexpected_keys=["u"]),
+                        kept_prefixes=("head.",))
+    assert r.kept == ["head.weight"] and r.missing == ["blocks.0.x"] and r.unused == ["u"]
+    r = ConversionReport().merge_load_result(
+        SimpleNamespace(missing_keys=["mask_token", "norm.bias"], unexpected_keys=[]),
+        kept=lambda k: part_of(k) == "decoder")
+    assert r.kept == ["mask_token"] and r.missing == ["norm.bias"]
+
+
+def test_unwrap_state_dict():
+    lin = torch.nn.Linear(2, 3)
+    assert set(unwrap_state_dict(lin)) == {"weight", "bias"}
+    for wrapped in ({"model": lin.state_dict()}, {"state_dict": lin.state_dict()}, lin.state_dict()):
+        assert set(unwrap_state_dict(wrapped)) == {"weight", "bias"}
+    with pytest.raises(TypeError, match="state_dict"):
+        unwrap_state_dict([1, 2])

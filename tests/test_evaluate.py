@@ -7,10 +7,12 @@ import urllib.request
 import pytest
 import torch
 
-import maelib.checkpoints as checkpoints
+import maelib.evaluate as evaluate
 from maelib.baselines import BASELINES
+from maelib.checkpoints import save_pretrained
 from maelib.evaluate import DEFAULT_MASK_SPECS, EvalResult, draw_mask, run_evaluation
-from maelib.mask_specs import MaskSpec
+from maelib.inference import reconstruct
+from maelib.masking import MaskSpec
 from maelib.metrics import LPIPSUnavailableWarning, mean_ci
 from maelib.model import MaskedAutoencoderViT
 from maelib.patches import patch_mask_to_pixel_mask
@@ -55,13 +57,13 @@ def test_baselines_side_by_side():
 
 def test_every_method_sees_the_same_masks(monkeypatch):
     seen = []
-    real = checkpoints.reconstruct
+    real = reconstruct
 
     def spy_reconstruct(model, images, *a, mask=None, **k):
         seen.append(mask.clone())
         return real(model, images, *a, mask=mask, **k)
 
-    monkeypatch.setattr(checkpoints, "reconstruct", spy_reconstruct)
+    monkeypatch.setattr(evaluate, "reconstruct", spy_reconstruct)
     a, b = Spy("a"), Spy("b")
     specs = ("random:0.75", "combined:0.3+0.45,horizontal_random_offset")
     res = run_evaluation([a, _tiny(), b], data=_images(5), mask_specs=specs, batch_size=2, lpips_net=None)
@@ -84,7 +86,7 @@ def test_every_method_sees_the_same_masks(monkeypatch):
 def test_model_methods_and_names(tmp_path):
     model = _tiny()
     model.train()
-    checkpoints.save_pretrained(model, tmp_path / "tiny")
+    save_pretrained(model, tmp_path / "tiny")
     res = run_evaluation({"untrained": model, "fill": "mean", "saved": str(tmp_path / "tiny.safetensors")},
                          data=_images(4), mask_specs=("block:0.5",), lpips_net=None)
     assert res.methods == ["untrained", "fill", "saved"]

@@ -5,14 +5,19 @@ import math
 import pytest
 import torch
 
-from maelib.mask_specs import MaskSpec
-from maelib.masking import MASK_MODES
+from maelib.masking import MASK_MODES, MaskSpec
 from maelib.model import (
+    BLOCK_PARAMS,
+    DECODER_TOP,
+    ENCODER_TOP,
     MODELS,
     MAEConfig,
     MaskedAutoencoderViT,
+    block_indices,
     create_model,
     mae_vit_large_patch16,
+    official_layout,
+    part_of,
 )
 from maelib.norm import Normalization
 from maelib.patches import patchify
@@ -350,6 +355,34 @@ def test_no_weight_decay_and_group_matcher(model):
     assert layer_id("cls_token") == 0 and layer_id("patch_embed.proj.weight") == 0
     assert layer_id("blocks.0.attn.qkv.weight") == 1 and layer_id("blocks.1.norm1.weight") == 2
     assert layer_id("decoder_pred.weight") == layer_id("norm.weight") == 3
+
+
+def test_key_layout_is_the_one_source_of_names(model):
+    sd = model.state_dict()
+    assert set(sd) == set(official_layout(model.config))
+    assert {part_of(k) for k in sd} == {"encoder", "decoder"}
+    assert all(k in sd for k in (*ENCODER_TOP, *DECODER_TOP))
+    assert {k.split(".", 2)[2] for k in sd if k.startswith("blocks.")} == set(BLOCK_PARAMS)
+    assert part_of("new_blocks.0.norm1.weight") == "new_blocks" and part_of("head.weight") == "other"
+    frozen = MaskedAutoencoderViT(**SMALL, num_new_blocks=1)
+    frozen.freeze_pretrained_weights()
+    trainable = {part_of(n) for n, p in frozen.named_parameters() if p.requires_grad}
+    assert trainable == {"encoder", "new_blocks", "decoder"}  # encoder: only its final norm
+    assert {n for n, p in frozen.named_parameters() if p.requires_grad and part_of(n) == "encoder"} == {
+        "norm.weight", "norm.bias"}
+
+
+def test_block_indices():
+    keys = ["blocks.0.a", "blocks.3.b", "blocks.x", "new_blocks.1.a"]
+    assert block_indices(keys, "blocks.") == [0, 3] and block_indices(keys, "new_blocks.") == [1]
+
+
+def test_nan_check_can_be_skipped_by_callers_that_validated(model):
+    bad = torch.full((1, 3, 32, 32), math.nan)
+    with pytest.raises(ValueError, match="NaN"):
+        model(bad)
+    loss, _, _ = model(bad, check_finite=False)  # train() and reconstruct() skip the full scan
+    assert math.isnan(float(loss.detach()))
 
 
 # --- bad input ------------------------------------------------------------------------------------------

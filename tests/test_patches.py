@@ -6,10 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maelib.patches import (
+    check_images,
+    check_pixel_mask,
     grid_size,
     patch_mask_to_pixel_mask,
     patchify,
     pixel_mask_to_patch_mask,
+    square_grid,
     to_2tuple,
     unpatchify,
 )
@@ -148,3 +151,41 @@ def test_pixel_mask_to_patch_mask_threshold():
         pixel_mask_to_patch_mask(torch.zeros(1, 5, 8), 4)
     with pytest.raises(ValueError, match="mask must have shape"):
         patch_mask_to_pixel_mask(torch.zeros(1, 5), 4, (2, 3))
+
+
+def test_check_images_is_the_one_image_validation():
+    x = torch.rand(2, 3, 8, 8)
+    assert check_images(x) is x
+    assert check_images(x, channels=3, size=(8, 8), nonempty=True, floating=True, finite=True,
+                        unit_range=True) is x
+    with pytest.raises(TypeError, match="imgs must be a torch.Tensor"):
+        check_images([1.0], "imgs")
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 1, H, W\), got \(2, 3, 8, 8\)"):
+        check_images(x, channels=1)
+    with pytest.raises(ValueError, match=r"\(N, 3, 4, 4\)"):
+        check_images(x, channels=3, size=(4, 4))
+    with pytest.raises(ValueError, match="N >= 1"):
+        check_images(x[:0], nonempty=True)
+    with pytest.raises(TypeError, match="floating point"):
+        check_images((x * 255).to(torch.uint8), floating=True)
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    assert check_images(bad) is bad  # the full NaN scan runs only when asked for
+    with pytest.raises(ValueError, match="NaN"):
+        check_images(bad, finite=True)
+    with pytest.raises(ValueError, match=r"in \[0, 1\].*hint"):
+        check_images(x + 1.5, unit_range=True, hint="; hint")
+    assert check_images(x + 1e-4, unit_range=True, range_tol=1e-3) is not None
+
+
+def test_check_pixel_mask_and_square_grid():
+    like = torch.zeros(2, 3, 4, 6)
+    m = check_pixel_mask(torch.tensor([0.0, 0.6]).repeat(2, 12).reshape(2, 4, 6), like)
+    assert m.shape == (2, 1, 4, 6) and m.dtype == torch.bool and int(m.sum()) == 24
+    with pytest.raises(ValueError, match=r"pixel_mask must have shape \(2, 1, 4, 6\)"):
+        check_pixel_mask(torch.zeros(2, 1, 4, 4), like)
+    with pytest.raises(TypeError, match="pixel_mask"):
+        check_pixel_mask(None, like)
+    assert square_grid(16) == (4, 4)
+    with pytest.raises(ValueError, match="source_grid must be given for a non-square number of patches L=24"):
+        square_grid(24, "source_grid")

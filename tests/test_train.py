@@ -13,8 +13,6 @@ import torch
 import maelib.train as mt
 from maelib.model import MaskedAutoencoderViT
 from maelib.train import (
-    PRESETS,
-    TrainConfig,
     TrainingError,
     atomic_torch_save,
     autocast_dtype,
@@ -24,6 +22,7 @@ from maelib.train import (
     lr_factor,
     train,
 )
+from maelib.train_config import PRESETS, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -258,7 +257,8 @@ def test_resume_in_process_matches_uninterrupted(tmp_path):
 
 HASH_SCRIPT = """
 import hashlib, os, sys
-from maelib.train import TrainConfig, train
+from maelib.train import train
+from maelib.train_config import TrainConfig
 out, max_steps, resume = sys.argv[1], int(sys.argv[2]) or None, sys.argv[3] == "resume"
 cfg = TrainConfig.from_preset("ci", synthetic=32, val_synthetic=4, val_images=4, batch_size=4, epochs=2,
                               ckpt_every=2, export_dtype="float32", num_threads=1, max_steps=max_steps)

@@ -7,8 +7,6 @@
 from __future__ import annotations
 
 from maelib.data.datasets import (
-    CMP_CLASSES,
-    CMP_PALETTE,
     SPLITS,
     CMPFacades,
     FacadeFiles,
@@ -16,7 +14,6 @@ from maelib.data.datasets import (
     LabelSizeError,
     NpyFolder,
     Pix2PixFacades,
-    label_colors,
     load_facades,
     open_folder,
     resolve_data_dir,
@@ -31,6 +28,7 @@ from maelib.data.download import (
     user_cache_dir,
     verify_folder,
 )
+from maelib.data.labels import CMP_CLASSES, CMP_PALETTE, label_colors
 from maelib.data.synthetic import SyntheticFacades, generate_facade, sample_grid, save_sample_grid
 from maelib.data.transforms import FacadeTransform, item_rng, read_image, read_label, to_rgb_uint8
 

@@ -10,7 +10,6 @@ times, so a later run loads it in a second and a changed folder is decoded afres
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from maelib._io import atomic_path
+from maelib._io import atomic_path, sha256_bytes
 from maelib.patches import to_2tuple
 
 LAYOUTS = ("auto", "cmp", "pix2pix", "folder", "npy", "synthetic")
@@ -313,4 +312,4 @@ def _cache_key(opened: list, short_side: int, max_aspect: float, seed: int) -> s
         for f in ds.files:
             st = Path(f).stat()
             items.append([str(Path(f).resolve()), st.st_size, st.st_mtime_ns])
-    return hashlib.sha256(json.dumps(items).encode()).hexdigest()
+    return sha256_bytes(json.dumps(items).encode())

@@ -7,18 +7,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
 from maelib.data.download import user_cache_dir
+from maelib.data.labels import CMP_CLASSES
+from maelib.data.synthetic import SyntheticFacades
 from maelib.data.transforms import FacadeTransform, item_rng, read_image, read_label
 
-CMP_CLASSES: tuple[str, ...] = ("unknown", "background", "facade", "window", "door", "cornice", "sill",
-                                "balcony", "blind", "deco", "molding", "pillar", "shop")
-CMP_PALETTE = np.array([[0, 0, 0], [0, 0, 170], [0, 0, 255], [0, 85, 255], [0, 170, 255], [0, 255, 255],
-                        [85, 255, 170], [170, 255, 85], [255, 255, 0], [255, 170, 0], [255, 85, 0],
-                        [255, 0, 0], [170, 0, 0]], np.uint8)  # the colours of the CMP label PNGs
 SPLITS = ("train", "val", "test", "all")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 Size = int | tuple[int, int] | None
@@ -312,16 +308,9 @@ def load_facades(split: str = "train", size: int | tuple[int, int] = 128, path: 
         if verbose:
             print(f"maelib: {ds.source} facades from {root} ({split}: {len(ds)} images)")
         return ds
-    from maelib.data.synthetic import SyntheticFacades
-
     n = num_synthetic or {"train": 800, "val": 100, "test": 100, "all": 1000}[split]
     if verbose:
         print(f"maelib: CMP Facade Database not found; using {n} procedural facades instead. For the real "
               "photos run `maelib download cmp-base` or set MAELIB_DATA_DIR.")
     return SyntheticFacades(n, size, seed, return_labels, stream=SPLITS.index(split))
 
-
-def label_colors(label: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Colour a label map with the CMP palette. Args: label `(H, W)` in 0..12. Returns `(H, W, 3)` uint8."""
-    lab = label.numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
-    return CMP_PALETTE[np.clip(lab, 0, 12)]

@@ -18,6 +18,8 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
+from maelib._io import sha256_file
+
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 DOC_SUFFIXES = (".txt", ".md", ".pdf", ".html")
 _CMP_URL = "https://cmp.felk.cvut.cz/~tylecr1/facade"
@@ -276,9 +278,4 @@ def verify_folder(path: str | Path, name: str = "cmp-base", manifest: dict | str
 
 def file_sha256(path: str | Path) -> tuple[str, int]:
     """Returns: (hex SHA-256, size in bytes) of a file."""
-    h, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
+    return sha256_file(path), Path(path).stat().st_size

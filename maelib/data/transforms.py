@@ -105,14 +105,6 @@ class FacadeTransform:
         if not 0.0 < self.ratio[0] <= self.ratio[1]:
             raise ValueError(f"ratio must satisfy 0 < min <= max, got {self.ratio}")
 
-    @classmethod
-    def eval(cls, size: int | tuple[int, int] = 128, mode: str = "crop") -> FacadeTransform:
-        return cls(size=to_2tuple(size), mode=mode, train=False)
-
-    @classmethod
-    def training(cls, size: int | tuple[int, int] = 128, mode: str = "crop") -> FacadeTransform:
-        return cls(size=to_2tuple(size), mode=mode, train=True)
-
     def _box(self, h: int, w: int, rng: np.random.Generator | None) -> Box:
         th, tw = self.size
         aspect = tw / th if self.mode == "crop" else w / h
