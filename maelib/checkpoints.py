@@ -3,24 +3,29 @@ loading), safetensors save/load and the bundled facade weights."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.resources
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+import safetensors
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from ._io import atomic_path, sha256_file
+from ._io import atomic_path, atomic_write_text, sha256_file
 from ._version import __version__
 from .model import PARTS, MAEConfig, MaskedAutoencoderViT, create_model, official_layout, part_of
 from .patches import Size2, square_grid, to_2tuple
 from .pos_embed import interpolate_pos_embed
 
-PRETRAINED: dict[str, str] = {"facade-pretrain": "data/weights/facade_pretrain",
-                              "facade-finetune": "data/weights/facade_finetune"}
+PRETRAINED: dict[str, str] = {"facade-pretrain": "weights/facade_pretrain",
+                              "facade-finetune": "weights/facade_finetune"}  # inside the maelib package
 
 
 # --- what fitted: the one report of loads and conversions -------------------------------------------------
@@ -54,6 +59,7 @@ class ConversionReport:
         not_in_checkpoint: whole parts (``maelib.model.PARTS``) the source does not hold; they keep their
             initialisation (a pretrain file has no decoder, no official file has new blocks).
         interpolated: ``key -> (source grid, target grid)`` of resized position tables.
+        nonfinite: source keys holding NaN or infinite values (a problem: such weights are garbage).
         notes: interpolations, layer splits, settings that do not carry over.
     """
 
@@ -67,13 +73,19 @@ class ConversionReport:
     kept: list[str] = field(default_factory=list)
     not_in_checkpoint: list[str] = field(default_factory=list)
     interpolated: dict[str, tuple[Size2, Size2]] = field(default_factory=dict)
+    nonfinite: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when nothing is missing, unused or mis-shaped and the encoder was in the source."""
-        problems = self.missing or self.unused or self.mismatched
+        """True when nothing is missing, unused, mis-shaped or NaN/inf and the encoder was in the source."""
+        problems = self.missing or self.unused or self.mismatched or self.nonfinite
         return not problems and "encoder" not in self.not_in_checkpoint
+
+    def scan_finite(self, state: Mapping[str, torch.Tensor]) -> ConversionReport:
+        """List in ``nonfinite`` the floating tensors of ``state`` that hold NaN or inf. Returns: self."""
+        self.nonfinite.extend(k for k in nonfinite_keys(state) if k not in self.nonfinite)
+        return self
 
     def by_part(self, name: str = "mapped") -> dict[str, list]:
         """The entries of list ``name`` (maelib keys, or ``mismatched`` tuples) grouped by :func:`part_of`."""
@@ -85,7 +97,8 @@ class ConversionReport:
     def problems(self) -> str:
         parts = [f"missing target keys {self.missing}" if self.missing else "",
                  f"unused source keys {self.unused}" if self.unused else "",
-                 f"mis-shaped keys {[k for k, _, _ in self.mismatched]}" if self.mismatched else ""]
+                 f"mis-shaped keys {[k for k, _, _ in self.mismatched]}" if self.mismatched else "",
+                 f"NaN/inf values in {_listing(self.nonfinite)}" if self.nonfinite else ""]
         return "; ".join(p for p in parts if p) or "no problems"
 
     def check(self, strict: bool = True) -> ConversionReport:
@@ -115,6 +128,8 @@ class ConversionReport:
         lines = [f"{self.source} -> {self.target}: {'ok' if self.ok else 'NOT ok'}; {', '.join(counts)}"]
         lines += [f"  {part}: not in checkpoint, kept initialised" for part in self.not_in_checkpoint]
         lines += [f"  {k} interpolated {a} -> {b}" for k, (a, b) in self.interpolated.items()]
+        if self.nonfinite:
+            lines.append(f"  NaN/inf values: {_listing(self.nonfinite)}")
         for name in ("missing", "unused", "dropped", "kept"):
             if getattr(self, name):
                 lines.append(f"  {name}: {_listing(getattr(self, name))}")
@@ -123,6 +138,12 @@ class ConversionReport:
             lines.append(f"  shape mismatch, kept initialised: {_listing(shapes)}")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+
+def nonfinite_keys(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Keys of the floating tensors of ``state`` that hold NaN or infinite values."""
+    return [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+            and not bool(torch.isfinite(v).all())]
 
 
 def unwrap_state_dict(obj, name: str = "state_dict") -> dict[str, torch.Tensor]:
@@ -236,6 +257,9 @@ def load_official_checkpoint(model: MaskedAutoencoderViT, path_or_state_dict, in
             continue
         new[key] = value
         report.mapped.append(key)
+    report.scan_finite(new)
+    if report.nonfinite:
+        report.notes.append("the checkpoint holds NaN/inf weights: the model's outputs will be garbage")
     report.missing = [key for key in target if key not in sd and part_of(key) in held]
     report.not_in_checkpoint = [p for p in PARTS if p not in held and any(part_of(k) == p for k in target)]
     strict = [p for p in PARTS if p in strict]
@@ -279,44 +303,89 @@ def download_checkpoint(name: str, dest: Path | None = None, url: str | None = N
 
 
 # --- safetensors and the bundled weights -------------------------------------------------------------------
+SafetensorsError = getattr(safetensors, "SafetensorError", Exception)  # the error of a malformed file
+HEADER_KEY = "maelib"  # safetensors header entry: the JSON of config, version, dtype and metadata
+HASH_KEY = "maelib_sha256"  # safetensors header entry: sha256 of that JSON and of every tensor
+
+
 def _files(path: str | os.PathLike) -> tuple[Path, Path]:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     stem = Path(path)
     stem = stem.with_suffix("") if stem.suffix in (".safetensors", ".json") else stem
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
 
+def _content_sha256(info_text: str, tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over the header JSON and every tensor (name, dtype, shape, bytes), in key order."""
+    h = hashlib.sha256(info_text.encode("utf-8"))
+    for k in sorted(tensors):
+        t = tensors[k].detach().to("cpu").contiguous()
+        h.update(f"\0{k}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
 def save_pretrained(model: MaskedAutoencoderViT, path: str | os.PathLike, metadata: dict | None = None,
                     dtype: torch.dtype | None = None) -> Path:
-    """Write ``<stem>.safetensors`` (the state dict; floats cast to ``dtype`` if given) and ``<stem>.json``
-    (config, maelib version, metadata, dtype, sha256 of the weights), atomically: a failure leaves the
-    previous files intact. ``path`` may carry either suffix. Returns: the .safetensors path.
+    """Write ``<stem>.safetensors``: the state dict (floats cast to ``dtype`` if given) and, in its header,
+    the config (normalisation included), maelib version, dtype and ``metadata``, with a sha256 covering that
+    header and every tensor. The file alone is the model, written atomically (temp file + rename): a crash
+    leaves the previous file or the new one, never a mix. ``<stem>.json`` is then written atomically as a
+    human-readable copy of the header (plus the file's sha256); loading never depends on it.
+    ``path`` may carry either suffix. Raises ValueError for NaN / inf weights. Returns: the .safetensors path.
     """
+    if not isinstance(model, MaskedAutoencoderViT):
+        raise TypeError(f"model must be a MaskedAutoencoderViT, got {type(model).__name__}")
     if dtype not in (None, torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"dtype must be None, torch.float32, torch.float16 or torch.bfloat16, got {dtype!r}")
     metadata = dict(metadata or {})
     try:
-        json.dumps(metadata)
-    except TypeError as err:
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as err:
         raise TypeError(f"metadata must be JSON-serialisable, got {metadata!r}: {err}") from None
     weights, config = _files(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", (dtype or v.dtype) if v.is_floating_point() else v.dtype).contiguous()
                for k, v in model.state_dict().items()}
-    with atomic_path(config) as tmp_config, atomic_path(weights) as tmp_weights:  # weights replaced first
-        save_file(tensors, tmp_weights, metadata={"format": "pt"})
-        info = {"format": "maelib", "maelib_version": __version__, "config": model.config.to_dict(),
-                "dtype": str(dtype or torch.float32).removeprefix("torch."), "weights": weights.name,
-                "sha256": sha256_file(tmp_weights), "metadata": metadata}
-        with open(tmp_config, "w", encoding="utf-8") as f:
-            json.dump(info, f, indent=2)
+    bad = nonfinite_keys(tensors)
+    if bad:
+        raise ValueError(f"model has NaN/inf weights in {_listing(bad)} (or they overflow dtype={dtype}); "
+                         "refusing to save them")
+    info = {"format": "maelib", "maelib_version": __version__, "config": model.config.to_dict(),
+            "dtype": str(dtype or torch.float32).removeprefix("torch."), "metadata": metadata}
+    info_text = json.dumps(info, sort_keys=True)
+    header = {"format": "pt", HEADER_KEY: info_text, HASH_KEY: _content_sha256(info_text, tensors)}
+    with atomic_path(weights) as tmp_weights:
+        save_file(tensors, tmp_weights, metadata=header)
+        digest = sha256_file(tmp_weights)
+    copy = {**info, "weights": weights.name, "sha256": digest,
+            "note": f"a readable copy of {weights.name}'s header; the .safetensors file alone is the model"}
+    atomic_write_text(config, json.dumps(copy, indent=2))
     return weights
 
 
+def _header(weights: Path) -> dict[str, str]:
+    try:
+        with safe_open(weights, framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorsError, OSError, ValueError) as err:
+        raise ValueError(f"cannot read {weights}: not a valid .safetensors file ({err})") from None
+
+
 def read_config(path: str | os.PathLike) -> dict:
-    """The JSON written by :func:`save_pretrained` (``path`` with or without suffix)."""
-    config = _files(path)[1]
+    """The model description :func:`save_pretrained` wrote (``path`` with or without suffix): from the
+    .safetensors header when it holds one, else (files of older versions) from the .json beside it."""
+    weights, config = _files(path)
+    if weights.is_file():
+        header = _header(weights)
+        if HEADER_KEY in header:
+            try:
+                return {**json.loads(header[HEADER_KEY]), "weights": weights.name}
+            except json.JSONDecodeError as err:
+                raise ValueError(f"cannot read the maelib header of {weights}: {err}") from None
     if not config.is_file():
-        raise FileNotFoundError(f"model config not found: {config}")
+        raise FileNotFoundError(f"model config not found: {config} (and {weights} holds no maelib header)")
     try:
         return json.loads(config.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -324,15 +393,46 @@ def read_config(path: str | os.PathLike) -> dict:
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> MaskedAutoencoderViT:
-    """Rebuild a model from the two files of :func:`save_pretrained` alone: float32, strict, eval mode."""
-    weights, info = _files(path)[0], read_config(path)
+    """Rebuild a model from :func:`save_pretrained`'s file: float32, strict, eval mode.
+
+    The config, normalisation and the sha256 over them and the tensors come from the .safetensors header
+    (a stale or edited .json beside it is ignored with a warning); files of older versions without that
+    header are checked against the sha256 in their .json. Raises FileNotFoundError for a missing file,
+    ValueError for a corrupt, edited or mismatching file and for NaN / inf weights.
+    """
+    weights, config_json = _files(path)
     if not weights.is_file():
         raise FileNotFoundError(f"model weights not found: {weights}")
-    if info.get("sha256") and sha256_file(weights) != info["sha256"]:
-        raise ValueError(f"{weights} does not match the sha256 recorded in its .json (corrupt or replaced)")
+    header = _header(weights)
+    try:
+        tensors = load_file(weights)
+    except (SafetensorsError, OSError, ValueError) as err:
+        raise ValueError(f"cannot read {weights}: {type(err).__name__}: {err}") from None
+    if HEADER_KEY in header:
+        info_text = header[HEADER_KEY]
+        if header.get(HASH_KEY) != _content_sha256(info_text, tensors):
+            raise ValueError(f"{weights} does not match the sha256 in its own header (corrupt, or its config "
+                             "or tensors were edited)")
+        info = json.loads(info_text)
+        if config_json.is_file():
+            try:
+                copy = json.loads(config_json.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                copy = None
+            if not isinstance(copy, dict) or copy.get("config") != info["config"]:
+                warnings.warn(f"{config_json} differs from the header of {weights} (stale copy or edited); "
+                              "the header is used", stacklevel=2)
+    else:
+        info = read_config(path)
+        if info.get("sha256") and sha256_file(weights) != info["sha256"]:
+            raise ValueError(f"{weights} does not match the sha256 recorded in its .json (corrupt or "
+                             "replaced)")
+    bad = nonfinite_keys(tensors)
+    if bad:
+        raise ValueError(f"{weights} holds NaN/inf weights in {_listing(bad)}: refusing to load them")
     try:
         model = MaskedAutoencoderViT.from_config(MAEConfig.from_dict(info["config"]))
-        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(weights).items()}
+        state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
         model.load_state_dict(state, strict=True)
     except Exception as err:
         raise ValueError(f"cannot rebuild the model from {weights}: {type(err).__name__}: {err}") from err
@@ -340,20 +440,23 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
 
 
 def weights_dir() -> Path:
-    """Folder of the bundled weights: ``$MAELIB_WEIGHTS_DIR`` or ``<repo>/data/weights``."""
+    """Folder of the bundled weights: ``$MAELIB_WEIGHTS_DIR``, else ``maelib/weights`` inside the installed
+    package (package data, found with ``importlib.resources``)."""
     env = os.environ.get("MAELIB_WEIGHTS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "data" / "weights"
+    if env:
+        return Path(env).expanduser()
+    return Path(os.fspath(importlib.resources.files("maelib").joinpath("weights")))
 
 
 def pretrained_path(name: str) -> Path:
     """File stem (no suffix) of a bundled model. Raises ValueError listing the known names."""
-    if name not in PRETRAINED:
+    if not isinstance(name, str) or name not in PRETRAINED:
         raise ValueError(f"name must be one of {sorted(PRETRAINED)}, got {name!r}")
     return weights_dir() / Path(PRETRAINED[name]).name
 
 
 def _installed(name: str) -> bool:
-    return all(f.is_file() for f in _files(pretrained_path(name)))
+    return _files(pretrained_path(name))[0].is_file()
 
 
 def list_pretrained(all: bool = False) -> list[str]:
@@ -362,10 +465,14 @@ def list_pretrained(all: bool = False) -> list[str]:
 
 
 def load_pretrained(name: str, device: str | torch.device = "cpu") -> MaskedAutoencoderViT:
-    """Load a bundled model by name (see :func:`list_pretrained`)."""
+    """Load a bundled model by name (see :func:`list_pretrained`). Raises ValueError for an unknown name or
+    corrupt / NaN weights, FileNotFoundError when the files are missing."""
     if not _installed(name):
-        w, c = _files(pretrained_path(name))
-        raise FileNotFoundError(f"weights for {name!r} are not installed: expected {w} and {c}. Put the "
-                                f"files there (or set MAELIB_WEIGHTS_DIR to their folder), or train them: "
-                                f"`maelib train --preset {name}`.")
+        w = _files(pretrained_path(name))[0]
+        where = ("$MAELIB_WEIGHTS_DIR points to a folder without it" if os.environ.get("MAELIB_WEIGHTS_DIR")
+                 else "the maelib installation is incomplete: reinstall it (pip install --force-reinstall "
+                      "maelib, or pip install . from the repository)")
+        raise FileNotFoundError(f"weights for {name!r} are not installed: expected {w}; {where}. Or train "
+                                f"them: `maelib train --preset {name} --out runs/{name}`, then "
+                                f"maelib.load_model('runs/{name}/model.safetensors').")
     return load_model(pretrained_path(name), device)

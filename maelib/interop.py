@@ -164,7 +164,7 @@ def hf_to_maelib(hf_state_dict, num_layers: int | None = None,
     if "pos_embed" in out and not out["pos_embed"].any():
         report.notes.append("pos_embed is all zeros (a freshly built HF model); "
                             "maelib.get_2d_sincos_pos_embed gives the MAE table")
-    return out, report.check(strict)
+    return out, report.scan_finite(out).check(strict)
 
 
 def maelib_to_hf(state_dict_or_model, layout: str = "auto",
@@ -203,7 +203,7 @@ def maelib_to_hf(state_dict_or_model, layout: str = "auto",
         used.add(mae)
         report.mapped.extend(keys)
     report.unused = [k for k in src if k not in used]
-    return out, report.check(strict)
+    return out, report.scan_finite(out).check(strict)
 
 
 def config_from_hf(hf_config: ViTMAEConfig, num_layers: int | None = None,
@@ -391,7 +391,7 @@ def timm_to_maelib(timm_state_dict, model: MaskedAutoencoderViT | None = None, *
         out["pos_embed"] = _resize_pos_embed(out["pos_embed"], old, model.grid_size, report)
         report.merge_load_result(model.load_state_dict(out, strict=False),
                                  kept=lambda k: part_of(k) == "decoder")
-    return out, report.check(strict)
+    return out, report.scan_finite(out).check(strict)
 
 
 def maelib_to_timm(state_dict_or_model, include_new_blocks: bool = True, final_norm: bool = True,
@@ -439,7 +439,7 @@ def maelib_to_timm(state_dict_or_model, include_new_blocks: bool = True, final_n
     report.unused = [k for k in src if k not in names and not deliberate(k)]
     if "pos_embed" in out:
         out["pos_embed"] = _resize_pos_embed(out["pos_embed"], old, new, report)
-    return out, report.check(strict)
+    return out, report.scan_finite(out).check(strict)
 
 
 def export_encoder(model: MaskedAutoencoderViT, include_new_blocks: bool = True, global_pool: str = "token",

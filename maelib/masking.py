@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from .patches import Size2, to_2tuple
+from .patches import Size2, _int, to_2tuple
 
 MASK_MODES = ("random", "block", "block_bbox", "combined", "given")
 
@@ -23,6 +23,33 @@ def _check_ratio(name: str, value: float) -> float:
     return float(value)
 
 
+def _check_batch(batch_size: int) -> int:
+    n = _int(batch_size, "batch_size")
+    if n < 0:
+        raise ValueError(f"batch_size must be an int >= 0, got {n}")
+    return n
+
+
+def _check_flag(name: str, value) -> bool:
+    """A strategy flag: a bool (or 0 / 1); TypeError naming ``name`` for anything else (e.g. ``"no"``)."""
+    if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+        return bool(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype == torch.bool:
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
+def _check_count(name: str, ratio: float, n_masked: int, grid: Size2) -> None:
+    """The mask of ``ratio`` must mask something when ``ratio > 0`` and must leave a patch visible."""
+    length = grid[0] * grid[1]
+    if ratio > 0 and n_masked == 0:
+        raise ValueError(f"{name}={ratio!r} masks 0 of the {length} patches of grid {tuple(grid)}: use "
+                         f"{name}=0 for no masking, or a larger {name}")
+    if n_masked >= length:
+        raise ValueError(f"{name}={ratio!r} masks all {length} patches of grid {tuple(grid)}: at least one "
+                         f"patch must stay visible, use a smaller {name}")
+
+
 def _num_masked(length: int, ratio: float) -> int:
     """Masked count for a ratio, with the official MAE rounding: L - int(L * (1 - ratio))."""
     return length - int(length * (1.0 - ratio))
@@ -31,8 +58,14 @@ def _num_masked(length: int, ratio: float) -> int:
 def _draw_noise(n: int, length: int, noise: torch.Tensor | None, generator, device) -> torch.Tensor:
     if noise is None:
         return torch.rand(n, length, generator=generator, device=device)
+    if not isinstance(noise, torch.Tensor):
+        raise TypeError(f"noise must be a torch.Tensor of shape {(n, length)}, got {type(noise).__name__}")
     if tuple(noise.shape) != (n, length):
         raise ValueError(f"noise must have shape {(n, length)}, got {tuple(noise.shape)}")
+    if noise.dtype == torch.bool or noise.is_complex():
+        raise TypeError(f"noise must be a real tensor, got dtype {noise.dtype}")
+    if noise.is_floating_point() and not torch.isfinite(noise).all():
+        raise ValueError("noise contains NaN or infinite values: their order is undefined")
     return noise
 
 
@@ -63,16 +96,17 @@ def random_mask(
     Args:
         batch_size: N.
         grid: `(gh, gw)`, L = gh*gw.
-        mask_ratio: fraction in [0, 1).
-        noise: optional `(N, L)`; default ``torch.rand(N, L)`` (global generator unless ``generator``).
+        mask_ratio: fraction in [0, 1); above 0 it must mask at least one patch and leave one visible.
+        noise: optional finite `(N, L)`; default ``torch.rand(N, L)`` (global generator unless ``generator``).
     Returns:
         mask `(N, L)` bool, and the noise `(N, L)` that orders the kept patches (as ``ids_keep``).
     """
-    gh, gw = to_2tuple(grid, "grid")
+    batch_size, (gh, gw) = _check_batch(batch_size), to_2tuple(grid, "grid")
     length = gh * gw
     mask_ratio = _check_ratio("mask_ratio", mask_ratio)
-    noise = _draw_noise(batch_size, length, noise, generator, device)
     len_keep = int(length * (1 - mask_ratio))
+    _check_count("mask_ratio", mask_ratio, length - len_keep, (gh, gw))
+    noise = _draw_noise(batch_size, length, noise, generator, device)
     rank = noise.argsort(dim=1).argsort(dim=1)
     return rank >= len_keep, noise
 
@@ -86,15 +120,17 @@ def block_mask(
     Args:
         batch_size: N.
         grid: `(gh, gw)`.
-        block_ratio: fraction of rows in [0, 1).
+        block_ratio: fraction of rows in [0, 1); above 0 it must mask at least one row and leave one.
         flipped: if True, array row 0 is the bottom of the image (arrays stored upside down).
         random_offset: draw the band's height above the bottom per sample instead of 0.
     Returns:
         `(N, L)` bool mask.
     """
-    gh, gw = to_2tuple(grid, "grid")
+    batch_size, (gh, gw) = _check_batch(batch_size), to_2tuple(grid, "grid")
     block_ratio = _check_ratio("block_ratio", block_ratio)
+    flipped, random_offset = _check_flag("flipped", flipped), _check_flag("random_offset", random_offset)
     n_rows = int(round(block_ratio * gh))
+    _check_count("block_ratio", block_ratio, n_rows * gw, (gh, gw))
     if random_offset:
         start = _draw_offsets(batch_size, gh - n_rows, generator, device)
     else:
@@ -127,14 +163,19 @@ def block_bbox_mask(
     """A near-square block of about ``block_ratio * L`` patches (see :func:`block_bbox_shape`).
 
     Anchored at the bottom of the facade and centred horizontally; ``horizontal_random_offset`` and
-    ``random_offset`` draw its column and its height above the bottom per sample.
+    ``random_offset`` draw its column and its height above the bottom per sample. A ``block_ratio`` above 0
+    whose block rounds to no patch (e.g. 0.02 of 36 patches), or a block covering the whole grid, is a
+    ValueError.
 
     Returns:
         `(N, L)` bool mask.
     """
-    gh, gw = to_2tuple(grid, "grid")
+    batch_size, (gh, gw) = _check_batch(batch_size), to_2tuple(grid, "grid")
     block_ratio = _check_ratio("block_ratio", block_ratio)
+    flipped, random_offset = _check_flag("flipped", flipped), _check_flag("random_offset", random_offset)
+    horizontal_random_offset = _check_flag("horizontal_random_offset", horizontal_random_offset)
     bh, bw = block_bbox_shape((gh, gw), block_ratio)
+    _check_count("block_ratio", block_ratio, bh * bw, (gh, gw))
     if horizontal_random_offset:
         x0 = _draw_offsets(batch_size, gw - bw, generator, device)
     else:
@@ -161,22 +202,30 @@ def combined_mask(
     (``L - int(L * (1 - block_ratio - random_ratio))``, the sum rounded to 9 decimals so that e.g.
     0.45 + 0.3 counts as 0.75): the block takes ``bh*bw`` of them (all of them if the block alone is larger)
     and the rest are random, so 0.3 + 0.45 masks exactly as many patches as MAE's usual random 0.75.
+    ValueError when ``block_ratio > 0`` gives a block of no patch, or when the total masks every patch.
 
     Returns:
         mask `(N, L)` bool, and the noise `(N, L)` used to draw the random part.
     """
-    gh, gw = to_2tuple(grid, "grid")
+    batch_size, (gh, gw) = _check_batch(batch_size), to_2tuple(grid, "grid")
     length = gh * gw
     block_ratio = _check_ratio("block_ratio", block_ratio)
     random_ratio = _check_ratio("random_ratio", random_ratio)
     if block_ratio + random_ratio >= 1.0:
         raise ValueError(f"block_ratio + random_ratio must be < 1, got {block_ratio} + {random_ratio}")
+    total = round(block_ratio + random_ratio, 9)
+    bh, bw = block_bbox_shape((gh, gw), block_ratio)
+    n_total = max(_num_masked(length, total), bh * bw)
+    if n_total >= length:
+        raise ValueError(f"block_ratio + random_ratio = {block_ratio} + {random_ratio} masks all {length} "
+                         f"patches of grid {(gh, gw)}: at least one patch must stay visible")
+    if random_ratio > 0 and n_total == 0:
+        _check_count("random_ratio", random_ratio, 0, (gh, gw))
     block = block_bbox_mask(
         batch_size, (gh, gw), block_ratio, flipped=flipped, random_offset=random_offset,
         horizontal_random_offset=horizontal_random_offset, generator=generator, device=device,
     )
     noise = _draw_noise(batch_size, length, noise, generator, device)
-    n_total = max(_num_masked(length, round(block_ratio + random_ratio, 9)), int(block[0].sum()))
     key = noise.masked_fill(block, -1.0)
     rank = key.argsort(dim=1).argsort(dim=1)
     return rank < n_total, noise
@@ -281,8 +330,13 @@ def make_mask(
     Returns:
         mask `(N, L)` bool, and the ordering noise `(N, L)` or None (see :func:`ids_from_mask`).
     """
+    if not isinstance(mask_mode, str):
+        raise TypeError(f"mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
     if mask is not None or mask_mode == "given":
-        if mask is None:
+        if not isinstance(mask, torch.Tensor):
+            if mask is not None:
+                raise TypeError(f"mask must be a torch.Tensor (N, L) or (N, gh, gw), got "
+                                f"{type(mask).__name__}")
             raise ValueError("mask_mode='given' needs a mask argument")
         return given_mask(mask.to(device) if device is not None else mask, grid, batch_size), noise
     if mask_mode == "random":

@@ -306,10 +306,15 @@ class MaskedAutoencoderViT(nn.Module):
         return self._masked(x, mask, None)
 
     def combined_masking(self, x: torch.Tensor, block_ratio: float = 0.3, random_ratio: float = 0.45,
-                         flipped: bool = False, random_offset: bool = False,
-                         horizontal_random_offset: bool = False, generator: torch.Generator | None = None):
+                         flipped: bool = False, horizontal_random_offset: bool = False,
+                         random_offset: bool = False, generator: torch.Generator | None = None):
         """Block + random masking (see :func:`maelib.masking.combined_mask`). Returns as
-        :meth:`random_masking`."""
+        :meth:`random_masking`.
+
+        The positional order ``(x, block_ratio, random_ratio, flipped, horizontal_random_offset,
+        random_offset)`` is that of the original ``models_mae.py``, so ported calls mean what they meant;
+        the defaults are maelib's (``flipped=False``: array row 0 is the top).
+        """
         mask, noise = combined_mask(x.shape[0], self.grid_size, block_ratio, random_ratio, flipped=flipped,
                                     random_offset=random_offset,
                                     horizontal_random_offset=horizontal_random_offset,
@@ -325,11 +330,30 @@ class MaskedAutoencoderViT(nn.Module):
                                generator=generator, device=x.device)
         return self._masked(x, mask, None)
 
+    def block_masking_bbox_bottom(self, x: torch.Tensor, block_ratio: float = 0.3,
+                                  horizontal_random_offset: bool = False, flipped: bool = False,
+                                  generator: torch.Generator | None = None):
+        """The original ``models_mae.py`` name and positional order of a square block at the bottom of the
+        facade: :meth:`block_bbox_masking` with ``random_offset=False`` (maelib's default
+        ``flipped=False``; the original defaulted to ``flipped=True`` for arrays stored upside down)."""
+        return self.block_bbox_masking(x, block_ratio, flipped=flipped, random_offset=False,
+                                       horizontal_random_offset=horizontal_random_offset, generator=generator)
+
     # --- forward --------------------------------------------------------------------------------------
-    def _check_imgs(self, imgs: torch.Tensor, check_finite: bool) -> None:
-        """Shape `(N, C, H, W)` of this model; NaN / inf (a full pass, not on CUDA) when ``check_finite``."""
-        check_images(imgs, "imgs", channels=self.in_chans, size=self.config.img_size,
-                     finite=check_finite and not getattr(imgs, "is_cuda", False))
+    def _check_imgs(self, imgs: torch.Tensor, check_finite: bool) -> torch.Tensor:
+        """Shape `(N, C, H, W)` of this model; a floating dtype, cast to the model's (float64 / float16 /
+        bfloat16 inputs work); NaN / inf (a full pass, not on CUDA) when ``check_finite``.
+        Raises: TypeError naming ``imgs`` for integer / bool tensors (uint8 images: ``imgs.float() / 255``,
+        then normalise), ValueError for a wrong shape. Returns: ``imgs`` in the model's dtype."""
+        check_images(imgs, "imgs", channels=self.in_chans, size=self.config.img_size)
+        if not imgs.is_floating_point():
+            raise TypeError(f"imgs must be a floating tensor (float32, float64, float16 or bfloat16), got "
+                            f"dtype {imgs.dtype}; for uint8 images use imgs.float() / 255, then normalise "
+                            f"with model.config.normalization.normalize")
+        if check_finite and not imgs.is_cuda:
+            check_images(imgs, "imgs", finite=True)
+        dtype = self.patch_embed.proj.weight.dtype
+        return imgs if imgs.dtype == dtype else imgs.to(dtype)
 
     def _encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
@@ -354,7 +378,7 @@ class MaskedAutoencoderViT(nn.Module):
         Returns:
             latent `(N, 1+K, D)`, mask `(N, L)` float (1 = masked), ids_restore `(N, L)`.
         """
-        self._check_imgs(imgs, check_finite)
+        imgs = self._check_imgs(imgs, check_finite)
         x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
         mask, noise = make_mask(mask_mode, x.shape[0], self.grid_size, device=x.device, **mask_options)
         x, mask, ids_restore = self._masked(x, mask, noise)
@@ -366,7 +390,7 @@ class MaskedAutoencoderViT(nn.Module):
 
     def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
         """Encode the whole image, no masking, tokens in patch order. Returns: `(N, 1+L, D)`."""
-        self._check_imgs(imgs, True)
+        imgs = self._check_imgs(imgs, True)
         return self._encode_tokens(self.patch_embed(imgs) + self.pos_embed[:, 1:])
 
     def forward_decoder(self, x: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
@@ -402,9 +426,12 @@ class MaskedAutoencoderViT(nn.Module):
                 check_finite: bool = True, **mask_options):
         """Encode, decode, loss. ``model(imgs, mask_mode='block', block_ratio=0.5)`` etc.
 
-        Args: imgs `(N, C, H, W)` normalised; ``check_finite``: see :meth:`forward_encoder_dynamic`.
+        Args: imgs `(N, C, H, W)` normalised, any floating dtype (cast to the model's; integer dtypes are
+        a TypeError); ``check_finite``: see :meth:`forward_encoder_dynamic`.
         Returns: loss (scalar), pred `(N, L, p*p*C)`, mask `(N, L)`.
         """
+        if not isinstance(mask_mode, str):
+            raise TypeError(f"mask_mode must be a str, one of the masking modes, got {mask_mode!r}")
         if mask_mode == "random":
             mask_options["mask_ratio"] = mask_ratio
         latent, mask, ids_restore = self.forward_encoder_dynamic(imgs, mask_mode, check_finite=check_finite,

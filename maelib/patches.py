@@ -2,24 +2,55 @@
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 Size2 = tuple[int, int]
 
 
-def to_2tuple(size: int | tuple[int, int] | list[int], name: str = "size") -> Size2:
-    """Return ``(h, w)`` from an int or a pair; ValueError names ``name`` when it is not positive."""
-    if isinstance(size, bool):
-        raise TypeError(f"{name} must be an int or (h, w), got {size!r}")
-    if isinstance(size, int):
-        size = (size, size)
+def _int(value, name: str) -> int:
+    """``value`` as an int (Python / NumPy / 0-d torch integers); TypeError naming ``name`` otherwise."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
     try:
-        h, w = (int(s) for s in size)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be an int or (h, w), got {size!r}") from None
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})") from None
+
+
+def to_2tuple(size: int | tuple[int, int] | list[int], name: str = "size") -> Size2:
+    """Return ``(h, w)`` from an int or a pair of ints.
+
+    Raises: TypeError naming ``name`` for anything else (floats such as ``(4.7, 4)``, strings such as
+    ``'44'``, bools, pairs of the wrong length), ValueError when a side is not positive.
+    """
+    if isinstance(size, (str, bytes)) or isinstance(size, bool):
+        raise TypeError(f"{name} must be a positive int or a pair (h, w) of positive ints, got {size!r}")
+    if not isinstance(size, (tuple, list, torch.Size)):
+        try:
+            size = (operator.index(size),) * 2
+        except TypeError:
+            raise TypeError(f"{name} must be a positive int or a pair (h, w) of positive ints, got "
+                            f"{size!r} ({type(size).__name__})") from None
+    if len(size) != 2 or any(isinstance(s, bool) for s in size):
+        raise TypeError(f"{name} must be a positive int or a pair (h, w) of positive ints, got {size!r}")
+    try:
+        h, w = (operator.index(s) for s in size)
+    except TypeError:
+        raise TypeError(f"{name} must be a positive int or a pair (h, w) of positive ints, got {size!r}"
+                        ) from None
     if h <= 0 or w <= 0:
         raise ValueError(f"{name} must be positive, got {(h, w)}")
     return h, w
+
+
+def check_patch_size(patch_size: int, name: str = "patch_size") -> int:
+    """``patch_size`` as a positive int; TypeError / ValueError naming ``name`` otherwise (e.g. 2.5, 0)."""
+    p = _int(patch_size, name)
+    if p < 1:
+        raise ValueError(f"{name} must be a positive int, got {p}")
+    return p
 
 
 def grid_size(img_size: int | Size2, patch_size: int | Size2) -> Size2:
@@ -100,37 +131,45 @@ def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
         `(N, L, p*p*C)` with L = (H/p)*(W/p), patches row-major, each flattened as (p, q, c).
     """
     check_images(imgs, "imgs")
-    p = int(patch_size)
+    p = check_patch_size(patch_size)
     n, c, h, w = imgs.shape
-    gh, gw = grid_size((h, w), p)
+    if h % p or w % p:
+        raise ValueError(f"patch_size {p} must divide the image size {(h, w)} of imgs (img_size)")
+    gh, gw = h // p, w // p
     x = imgs.reshape(n, c, gh, p, gw, p)
     x = torch.einsum("nchpwq->nhwpqc", x)
     return x.reshape(n, gh * gw, p * p * c)
 
 
 def unpatchify(
-    x: torch.Tensor, patch_size: int, grid: Size2 | None = None, channels: int | None = None
+    x: torch.Tensor, patch_size: int, grid: Size2 | None = None, channels: int = 3
 ) -> torch.Tensor:
     """Inverse of :func:`patchify`.
 
     Args:
         x: `(N, L, p*p*C)`.
-        patch_size: p.
+        patch_size: p, a positive int.
         grid: `(gh, gw)`; default: square grid (L must be a perfect square).
-        channels: C; default: ``x.shape[-1] // p**2``.
+        channels: C (default 3, RGB); ``x``'s last dim must be ``p*p*C`` exactly, so a wrong ``patch_size``
+            is an error rather than an image with another channel count.
     Returns:
         `(N, C, gh*p, gw*p)`.
     """
     if not isinstance(x, torch.Tensor) or x.ndim != 3:
         raise ValueError(f"x must be a tensor of shape (N, L, p*p*C), got {getattr(x, 'shape', type(x))}")
-    p = int(patch_size)
+    p = check_patch_size(patch_size)
+    c = _int(channels, "channels")
+    if c < 1:
+        raise ValueError(f"channels must be a positive int, got {c}")
     n, length, d = x.shape
     gh, gw = to_2tuple(grid, "grid") if grid is not None else square_grid(length, "grid")
     if gh * gw != length:
         raise ValueError(f"grid {(gh, gw)} has {gh * gw} patches but x has L={length}")
-    c = channels if channels is not None else d // (p * p)
     if c * p * p != d:
-        raise ValueError(f"x's last dim {d} must equal patch_size**2 * channels = {p * p}*{c}")
+        side = round((d // c) ** 0.5) if d % c == 0 else 0
+        hint = f" (for {c} channels x's patches are {side} px: patch_size={side})" if side**2 * c == d else ""
+        raise ValueError(f"x's last dim {d} must equal patch_size**2 * channels = {p}**2 * {c} = "
+                         f"{p * p * c}: check patch_size and channels{hint}")
     x = x.reshape(n, gh, gw, p, p, c)
     x = torch.einsum("nhwpqc->nchpwq", x)
     return x.reshape(n, c, gh * p, gw * p)
@@ -147,8 +186,9 @@ def patch_mask_to_pixel_mask(mask: torch.Tensor, patch_size: int, grid: Size2) -
         `(N, 1, gh*p, gw*p)` float mask, 1 where the pixel's patch is masked.
     """
     gh, gw = to_2tuple(grid, "grid")
-    if mask.ndim != 2 or mask.shape[1] != gh * gw:
-        raise ValueError(f"mask must have shape (N, {gh * gw}), got {tuple(mask.shape)}")
+    patch_size = check_patch_size(patch_size)
+    if not isinstance(mask, torch.Tensor) or mask.ndim != 2 or mask.shape[1] != gh * gw:
+        raise ValueError(f"mask must have shape (N, {gh * gw}), got {getattr(mask, 'shape', type(mask))}")
     m = mask.float().reshape(-1, 1, gh, gw)
     return m.repeat_interleave(patch_size, dim=2).repeat_interleave(patch_size, dim=3)
 
@@ -165,8 +205,11 @@ def pixel_mask_to_patch_mask(
     Returns:
         `(N, L)` bool mask.
     """
-    if not 0.0 <= threshold < 1.0:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be a number in [0, 1), got {threshold!r}")
+    patch_size = check_patch_size(patch_size)
+    if not isinstance(pixel_mask, torch.Tensor):
+        raise TypeError(f"pixel_mask must be a torch.Tensor, got {type(pixel_mask).__name__}")
     m = pixel_mask
     if m.ndim == 4:
         if m.shape[1] != 1:

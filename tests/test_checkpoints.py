@@ -241,27 +241,54 @@ def test_save_fp16_is_close(tmp_path):
         save_pretrained(model, tmp_path / "x", metadata={"f": object()})
 
 
-@pytest.mark.parametrize("fail_at", ["weights", "config"])
-def test_failed_save_leaves_previous_files(tmp_path, monkeypatch, fail_at):
+def test_failed_weights_save_leaves_previous_files(tmp_path, monkeypatch):
     save_pretrained(tiny(0), tmp_path / "m")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    if fail_at == "weights":
-        monkeypatch.setattr(ck, "save_file", boom)
-    else:
-        monkeypatch.setattr(ck.json, "dump", boom)
+    monkeypatch.setattr(ck, "save_file", boom)
     with pytest.raises(RuntimeError, match="disk full"):
         save_pretrained(tiny(1), tmp_path / "m")
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp file left either
     monkeypatch.undo()
     assert torch.equal(load_model(tmp_path / "m").cls_token, tiny(0).cls_token)
 
 
+def test_crash_between_weights_and_json_leaves_a_loadable_model(tmp_path, monkeypatch):
+    """The .safetensors file alone is the model: a crash before the .json copy is rewritten leaves the new
+    weights loadable (the stale copy is ignored, with a warning when its config differs)."""
+    save_pretrained(tiny(0), tmp_path / "m")
+    old_json = (tmp_path / "m.json").read_text()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(ck, "atomic_write_text", boom)
+    new = tiny(1, num_new_blocks=1)
+    with pytest.raises(RuntimeError, match="killed"):
+        save_pretrained(new, tmp_path / "m")
+    monkeypatch.undo()
+    assert (tmp_path / "m.json").read_text() == old_json
+    with pytest.warns(UserWarning, match="m.json differs"):
+        loaded = load_model(tmp_path / "m")
+    assert loaded.config == new.config and torch.equal(loaded.cls_token, new.cls_token)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
+
+
+def _rewrite_header(weights: Path, change) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(weights, framework="pt") as f:
+        header = dict(f.metadata())
+    change(header)
+    save_file(load_file(weights), weights, metadata=header)
+
+
 def test_load_model_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="absent.json"):
+    with pytest.raises(FileNotFoundError, match="absent.safetensors"):
         load_model(tmp_path / "absent")
     save_pretrained(tiny(0), tmp_path / "m")
     weights = tmp_path / "m.safetensors"
@@ -270,22 +297,86 @@ def test_load_model_errors(tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="sha256"):
         load_model(tmp_path / "m")
-    (tmp_path / "m.json").write_text("{not json")
-    with pytest.raises(ValueError, match="m.json"):
+    weights.write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{not")
+    with pytest.raises(ValueError, match="m.safetensors"):
         load_model(tmp_path / "m")
+    save_pretrained(tiny(0), tmp_path / "m")
+    (tmp_path / "m.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="m.json differs"):
+        load_model(tmp_path / "m")
+
+
+def test_editing_the_normalisation_in_the_header_is_detected(tmp_path):
+    save_pretrained(tiny(0), tmp_path / "m")
+
+    def edit(header):
+        info = json.loads(header[ck.HEADER_KEY])
+        info["config"]["normalization"]["mean"] = [0.0, 0.0, 0.0]
+        header[ck.HEADER_KEY] = json.dumps(info, sort_keys=True)
+
+    _rewrite_header(tmp_path / "m.safetensors", edit)
+    with pytest.raises(ValueError, match="sha256 in its own header"):
+        load_model(tmp_path / "m")
+
+
+def test_files_without_a_header_use_their_json(tmp_path):
+    """Files written by earlier maelib versions (the bundled weights among them): config and sha256 in the
+    .json beside the weights."""
+    from safetensors.torch import save_file
+
+    model = tiny(2)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "old.safetensors",
+              metadata={"format": "pt"})
+    info = {"format": "maelib", "config": model.config.to_dict(), "dtype": "float32",
+            "sha256": ck.sha256_file(tmp_path / "old.safetensors"), "metadata": {}}
+    (tmp_path / "old.json").write_text(json.dumps(info))
+    assert torch.equal(load_model(tmp_path / "old").cls_token, model.cls_token)
+    info["sha256"] = "0" * 64
+    (tmp_path / "old.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="sha256"):
+        load_model(tmp_path / "old")
+    (tmp_path / "old.json").write_text("{not json")
+    with pytest.raises(ValueError, match="old.json"):
+        load_model(tmp_path / "old")
+
+
+def test_nan_weights_are_refused_and_reported(tmp_path):
+    model = tiny(0)
+    with torch.no_grad():
+        model.blocks[0].mlp.fc1.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN/inf weights in blocks.0.mlp.fc1.weight"):
+        save_pretrained(model, tmp_path / "nan")
+    # a NaN file with a valid header and hash (written by hand): still refused on load
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    good = save_pretrained(tiny(0), tmp_path / "nan")
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(good, framework="pt") as f:
+        header = dict(f.metadata())
+    header[ck.HASH_KEY] = ck._content_sha256(header[ck.HEADER_KEY], tensors)
+    save_file(tensors, good, metadata=header)
+    with pytest.raises(ValueError, match="NaN/inf weights in blocks.0.mlp.fc1.weight"):
+        load_model(good)
+    report = load_official_checkpoint(tiny(1), model.state_dict())
+    assert not report.ok and report.nonfinite == ["blocks.0.mlp.fc1.weight"]
+    assert "NaN/inf" in str(report) and "NaN/inf" in report.problems()
+    assert load_official_checkpoint(tiny(1), tiny(2).state_dict()).ok
 
 
 def test_pretrained_registry(tmp_path, monkeypatch):
     monkeypatch.delenv("MAELIB_WEIGHTS_DIR", raising=False)
-    assert ck.weights_dir() == Path(maelib.__file__).resolve().parents[1] / "data" / "weights"
-    assert PRETRAINED == {"facade-pretrain": "data/weights/facade_pretrain",
-                          "facade-finetune": "data/weights/facade_finetune"}
+    assert ck.weights_dir() == Path(maelib.__file__).resolve().parent / "weights"
+    assert list_pretrained() == ["facade-finetune", "facade-pretrain"], "bundled inside the package"
+    assert PRETRAINED == {"facade-pretrain": "weights/facade_pretrain",
+                          "facade-finetune": "weights/facade_finetune"}
     monkeypatch.setenv("MAELIB_WEIGHTS_DIR", str(tmp_path))
     assert list_pretrained() == []
     assert list_pretrained(all=True) == ["facade-finetune", "facade-pretrain"]
     with pytest.raises(FileNotFoundError, match=r"maelib train --preset facade-pretrain") as err:
         load_pretrained("facade-pretrain")
     assert str(tmp_path / "facade_pretrain.safetensors") in str(err.value)
+    assert "MAELIB_WEIGHTS_DIR" in str(err.value) and "site-packages" not in str(err.value)
     with pytest.raises(ValueError, match="facade-finetune.*facade-pretrain"):
         load_pretrained("imagenet")
     model = tiny(3)

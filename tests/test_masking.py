@@ -38,6 +38,11 @@ def random_count(length: int, ratio: float) -> int:
     return length - int(length * (1 - ratio))
 
 
+def counts_ok(ratio: float, count: int, length: int) -> bool:
+    """maelib's rule: a ratio above 0 masks at least one patch, and at least one patch stays visible."""
+    return (ratio == 0 or count > 0) and count < length
+
+
 def runs(flags: torch.Tensor) -> list[tuple[int, int]]:
     """(start, stop) of each run of True in a 1-D bool tensor."""
     out, start = [], None
@@ -87,6 +92,10 @@ def draw_mask(mode: str, n: int, grid, ratio: float, seed: int):
 @given(n=batches, grid=grids, ratio=ratios, seed=seeds)
 def test_random_mask_counts_and_partition(n, grid, ratio, seed):
     length = grid[0] * grid[1]
+    if not counts_ok(ratio, random_count(length, ratio), length):
+        with pytest.raises(ValueError, match="mask_ratio"):
+            random_mask(n, grid, ratio, generator=gen(seed))
+        return
     mask, noise = random_mask(n, grid, ratio, generator=gen(seed))
     assert mask.shape == (n, length) and mask.dtype == torch.bool and noise.shape == (n, length)
     assert mask.sum(1).tolist() == [random_count(length, ratio)] * n
@@ -102,6 +111,7 @@ def test_random_mask_counts_and_partition(n, grid, ratio, seed):
 @given(n=batches, grid=grids, ratio=ratios, seed=seeds)
 def test_random_mask_is_the_official_algorithm(n, grid, ratio, seed):
     length = grid[0] * grid[1]
+    assume(counts_ok(ratio, random_count(length, ratio), length))
     torch.manual_seed(seed)
     mask, noise = random_mask(n, grid, ratio)
     torch.manual_seed(seed)
@@ -125,9 +135,13 @@ def test_random_mask_with_noise_and_generator():
 @given(n=batches, grid=grids, ratio=ratios, flipped=st.booleans(), offset=st.booleans(), seed=seeds)
 def test_block_mask_is_a_contiguous_band_of_full_rows(n, grid, ratio, flipped, offset, seed):
     gh, gw = grid
+    n_rows = int(round(ratio * gh))
+    if not counts_ok(ratio, n_rows * gw, gh * gw):
+        with pytest.raises(ValueError, match="block_ratio"):
+            block_mask(n, grid, ratio, flipped=flipped, random_offset=offset, generator=gen(seed))
+        return
     mask = block_mask(n, grid, ratio, flipped=flipped, random_offset=offset, generator=gen(seed))
     assert mask.shape == (n, gh * gw) and mask.dtype == torch.bool
-    n_rows = int(round(ratio * gh))
     assert mask.sum(1).tolist() == [n_rows * gw] * n
     rows = mask.reshape(n, gh, gw)
     assert torch.equal(rows, rows[:, :, :1].expand(n, gh, gw))
@@ -158,6 +172,11 @@ def test_block_bbox_mask_is_one_anchored_rectangle(n, grid, ratio, flipped, offs
     else:
         assert 1 <= bh <= gh and 1 <= bw <= gw
         assert abs(bh * bw - target) <= max(bh, bw) / 2 + 1e-9
+    if not counts_ok(ratio, bh * bw, gh * gw):
+        with pytest.raises(ValueError, match="block_ratio"):
+            block_bbox_mask(n, grid, ratio, flipped=flipped, random_offset=offset,
+                            horizontal_random_offset=hoff, generator=gen(seed))
+        return
     mask = block_bbox_mask(n, grid, ratio, flipped=flipped, random_offset=offset,
                            horizontal_random_offset=hoff, generator=gen(seed))
     assert mask.sum(1).tolist() == [bh * bw] * n
@@ -190,10 +209,15 @@ def test_combined_mask_block_plus_random_outside_it(n, grid, b, r, flipped, offs
     gh, gw = grid
     length = gh * gw
     opts = dict(flipped=flipped, random_offset=offset, horizontal_random_offset=hoff)
+    bh, bw = block_bbox_shape(grid, b)
+    total = max(random_count(length, round(b + r, 9)), bh * bw)
+    if not counts_ok(b, bh * bw, length) or not counts_ok(b + r, total, length):
+        with pytest.raises(ValueError, match="block_ratio|random_ratio"):
+            combined_mask(n, grid, b, r, generator=gen(seed), **opts)
+        return
     mask, noise = combined_mask(n, grid, b, r, generator=gen(seed), **opts)
     block = block_bbox_mask(n, grid, b, generator=gen(seed), **opts)
     n_block = int(block[0].sum())
-    total = max(random_count(length, round(b + r, 9)), n_block)
     assert mask.sum(1).tolist() == [total] * n
     assert not (block & ~mask).any(), "the block must be fully masked"
     extra = mask & ~block
@@ -261,7 +285,11 @@ def test_apply_mask_keeps_exactly_the_visible_tokens(n, grid, ratio, seed, d):
     length = grid[0] * grid[1]
     x = torch.randn(n, length, d, generator=gen(seed + 1))
     for mode in MASK_MODES:
-        mask, noise = draw_mask(mode, n, grid, ratio, seed)
+        try:
+            mask, noise = draw_mask(mode, n, grid, ratio, seed)
+        except ValueError as err:  # the ratio rounds to no patch, or to every patch, on this grid
+            assert mode != "given" and "patches of grid" in str(err), (mode, err)
+            continue
         x_masked, ids_keep, ids_restore = apply_mask(x, mask, noise)
         k = length - int(mask[0].sum())
         assert x_masked.shape == (n, k, d)
@@ -456,6 +484,10 @@ def test_curriculum_total_masked_count_is_constant(total, start, end, epochs, wa
         if spec.mode == "combined":
             bh, bw = block_bbox_shape(grid, spec.block_ratio)
             assert bh * bw <= want
+            if spec.block_ratio > 0 and bh * bw == 0:  # a block of no patch is an error, not a silent 0
+                with pytest.raises(ValueError, match="block_ratio"):
+                    make_mask(batch_size=3, grid=grid, **spec.options())
+                continue
         g = torch.Generator().manual_seed(e)
         mask, _ = make_mask(batch_size=3, grid=grid, generator=g, **spec.options())
         assert mask.sum(1).tolist() == [want] * 3, (e, spec)
