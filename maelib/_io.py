@@ -1,6 +1,7 @@
 """Files written so that a crash never leaves a half-written one (atomic replace); sha256 of files and bytes.
 
-Every file maelib writes whole goes through :func:`atomic_path` (directly or via :func:`atomic_write`).
+Every file maelib writes whole goes through :func:`atomic_path` (directly or via :func:`atomic_write`);
+temp files and folders carry their writer's pid so that those of a dead writer are cleaned up.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,10 +22,13 @@ def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success fsync it, give it ``mode`` and rename it onto ``path``.
 
     On an exception the temp file is removed and ``path`` keeps its old content. Temp names are unique per
-    call (``.NAME.XXXX.tmp``), so two writers never share one.
+    call and carry the writer's pid (``.NAME.PID.XXXX.tmp``), so two writers never share one, and the temp
+    files of ``path`` left by a writer that died (kill -9, power loss) are removed here first
+    (:func:`remove_stale_temps`).
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path.parent, path.name)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -34,6 +40,54 @@ def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
         _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_TEMP_FILE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)(\.[^./]+)?\.tmp$")  # .NAME.PID[.XXXX].tmp
+_TEMP_DIR = re.compile(r"^\.(?P<name>.+)\.(tmp|old)-(?P<pid>\d+)-[^/]*$")  # .NAME.tmp-PID-XXXX (folders)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (a process of another user counts as running)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temp_dir_prefix(name: str, kind: str = "tmp") -> str:
+    """Prefix for ``tempfile.mkdtemp`` of a folder that will become ``name``: ``.NAME.tmp-PID-`` (the pid
+    lets :func:`remove_stale_temps` tell a dead writer's folder from a live one)."""
+    return f".{name}.{kind}-{os.getpid()}-"
+
+
+def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Remove the temp files (``.NAME.PID[.XXXX].tmp``) and temp folders (``.NAME.tmp-PID-*``,
+    ``.NAME.old-PID-*``) in ``folder`` whose writer process ``PID`` no longer runs.
+
+    Args: folder; name: only those of this target name (default: every one).
+    Returns: the removed paths. Temp files of live writers, and every other file, are left alone.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for e in entries:
+        m = (_TEMP_DIR if e.is_dir(follow_symlinks=False) else _TEMP_FILE).match(e.name)
+        if not m or (name is not None and m.group("name") != name) or pid_alive(int(m.group("pid"))):
+            continue
+        with contextlib.suppress(OSError):
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path)
+            else:
+                os.unlink(e.path)
+            removed.append(Path(e.path))
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -159,17 +159,23 @@ def test_bad_files_warn_and_are_skipped_or_raise_when_strict(folder):
         ImageFolder(folder, "all", size=32, strict=True)
 
 
-def test_truncated_jpeg_warns_at_load_and_falls_back(tmp_path):
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_truncated_files_are_not_counted_and_never_replaced(tmp_path, suffix):
     rng = np.random.default_rng(2)
-    _save(tmp_path / "a.jpg", _rand_img(rng, 64, 64))
-    full = _save(tmp_path / "b.jpg", _rand_img(rng, 64, 64)).read_bytes()
-    (tmp_path / "b.jpg").write_bytes(full[: len(full) // 2])
-    ds = ImageFolder(tmp_path, "all", size=32)
-    with pytest.warns(UserWarning, match="b.jpg"):
-        x = ds[1]
-    assert torch.equal(x, ds[0])  # the next readable image stands in
-    with pytest.raises(ValueError, match="b.jpg"):
-        ImageFolder(tmp_path, "all", size=32, strict=True)[1]
+    _save(tmp_path / f"a{suffix}", _rand_img(rng, 64, 64))
+    full = _save(tmp_path / f"b{suffix}", _rand_img(rng, 64, 64)).read_bytes()
+    _save(tmp_path / f"c{suffix}", _rand_img(rng, 64, 64))
+    (tmp_path / f"b{suffix}").write_bytes(full[: len(full) // 2])
+    with pytest.warns(UserWarning, match=f"b{suffix}"):
+        ds = ImageFolder(tmp_path, "all", size=32)
+    assert len(ds) == 2 and [f.name for f in ds.files] == [f"a{suffix}", f"c{suffix}"]
+    with pytest.raises(ValueError, match=f"b{suffix}"):
+        ImageFolder(tmp_path, "all", size=32, strict=True)
+    # a file that breaks after the dataset was built: ds[i] names it instead of returning another image
+    (tmp_path / f"c{suffix}").write_bytes(b"gone")
+    with pytest.raises(ValueError, match=f"item 1 .*c{suffix}"):
+        ds[1]
+    assert ds[0].shape == (3, 32, 32)
 
 
 def test_folder_input_errors(tmp_path, folder):

@@ -113,7 +113,7 @@ def test_wrapped_archive_and_optional_docs(server, tmp_path):
 REASONS = {"truncated": "not a valid zip", "checksum": "checksum mismatch",
            "traversal": "unsafe path '../evil'",
            "symlink": "symlink", "missing": "missing", "extra": "not in the manifest",
-           "big": "size limits"}
+           "big": "max_file_bytes"}
 
 
 @pytest.mark.parametrize("case", list(REASONS))
@@ -194,6 +194,66 @@ def test_force_reinstall_and_local_archive(tmp_path):
     assert sorted(p.name for p in dest.iterdir()) == ["cmp_facade_base"]
     with pytest.raises(ValueError, match="name"):
         download_dataset("cmp", dest)
+
+
+def test_declared_sizes_are_checked_before_anything_is_extracted(tmp_path, monkeypatch):
+    """A zip bomb is refused from its central directory: not one byte is decompressed or written."""
+    import zipfile
+
+    archive = tmp_path / "bomb.zip"
+    archive.write_bytes(_zip(FILES))
+    total = sum(len(v) for v in FILES.values())
+
+    def never(*args, **kwargs):
+        raise AssertionError("an entry was opened before the declared sizes were checked")
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", never)
+    with pytest.raises(ArchiveError, match=f"declares {total} B.*max_total_bytes"):
+        download_dataset("cmp-base", tmp_path / "d", archive=archive, manifest=_manifest(FILES),
+                         max_total_bytes=total - 1)
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == []
+
+
+def test_running_limit_stops_an_archive_that_lies_about_its_sizes(tmp_path, monkeypatch):
+    from maelib.data import download as dl
+
+    archive = tmp_path / "liar.zip"
+    archive.write_bytes(_zip(FILES))
+    real = dl._extract
+
+    def lying(src, dest, strip, max_file_bytes, max_total_bytes):
+        import zipfile
+
+        orig = zipfile.ZipFile.infolist
+
+        def small(self):  # headers claim every entry is 1 byte less than it is: the stream check refuses
+            out = orig(self)
+            for i in out:
+                i.file_size = max(i.file_size - 1, 0)
+            return out
+
+        monkeypatch.setattr(zipfile.ZipFile, "infolist", small)
+        return real(src, dest, strip, max_file_bytes, max_total_bytes)
+
+    monkeypatch.setattr(dl, "_extract", lying)
+    with pytest.raises(ArchiveError, match="larger than its header says|Bad CRC"):
+        download_dataset("cmp-base", tmp_path / "d", archive=archive, manifest=_manifest(FILES))
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == []
+
+
+def test_stale_temp_folders_of_dead_installs_are_removed(tmp_path):
+    import os
+
+    dest = tmp_path / "d"
+    dead = dest / ".cmp_facade_base.tmp-999999999-abcd"
+    live = dest / f".cmp_facade_base.tmp-{os.getpid()}-efgh"
+    for d in (dead, live):
+        (d / "base").mkdir(parents=True)
+    archive = tmp_path / "db.zip"
+    archive.write_bytes(_zip(FILES))
+    download_dataset("cmp-base", dest, archive=archive, manifest=_manifest(FILES))
+    assert not dead.exists() and live.is_dir()
+    assert sorted(p.name for p in dest.iterdir()) == [live.name, "cmp_facade_base"]
 
 
 def test_extended_has_no_manifest_and_is_checked_by_layout(server, tmp_path):

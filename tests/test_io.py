@@ -10,6 +10,8 @@ from maelib._io import (
     atomic_write,
     atomic_write_bytes,
     atomic_write_text,
+    pid_alive,
+    remove_stale_temps,
     sha256_bytes,
     sha256_file,
 )
@@ -60,3 +62,21 @@ def test_sha256_of_files_and_bytes(tmp_path):
     want = hashlib.sha256(data).hexdigest()
     assert sha256_bytes(data) == want and sha256_file(path) == want and sha256_file(path, chunk=7) == want
     assert sha256_bytes(b"") == hashlib.sha256(b"").hexdigest()
+
+
+def test_stale_temps_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    import os
+
+    assert pid_alive(os.getpid()) and not pid_alive(999999999) and not pid_alive(0)
+    dead = tmp_path / ".model.safetensors.999999999.k3j2.tmp"
+    live = tmp_path / f".model.safetensors.{os.getpid()}.zz1.tmp"
+    other = tmp_path / ".log.jsonl.999999999.a.tmp"
+    user = tmp_path / "notes.999999999.tmp"  # not a maelib temp name (no leading dot): never touched
+    for p in (dead, live, other, user):
+        p.write_text("x")
+    atomic_write_text(tmp_path / "model.safetensors", "new")  # cleans the dead temps of this target only
+    assert not dead.exists() and live.exists() and other.exists() and user.exists()
+    assert remove_stale_temps(tmp_path) == [other]
+    assert live.exists() and user.exists()
+    with atomic_path(tmp_path / "y") as tmp:
+        assert f".{os.getpid()}." in tmp.name

@@ -49,7 +49,9 @@ class FacadeFiles(Dataset):
 
     Items: image `(3, H, W)` float in [0, 1], or ``(image, label)`` with label `(H, W)` int64 when
     ``return_labels``. Random draws of item i come from ``item_rng(seed, epoch, i)``; call ``set_epoch``.
-    A file that cannot be read is skipped with a warning naming it (``strict=True`` raises ValueError).
+    Every file is decoded once when the dataset is built (JPEGs at 1/8 scale, PNGs by their checksums), so a
+    truncated or unreadable file is left out of ``len(ds)`` with a warning naming it (``strict=True`` raises
+    ValueError). ``ds[i]`` always returns file ``i``: a file that fails later raises ValueError naming it.
     """
 
     source = "files"
@@ -93,9 +95,8 @@ class FacadeFiles(Dataset):
         warnings.warn(f"skipping unreadable file {f}: {e}", stacklevel=3)
 
     def _probe(self, f: Path) -> tuple[int, int]:
-        """Cheap header check. Returns the photo's (h, w)."""
-        with Image.open(f) as im:
-            return im.height, im.width
+        """Decode check (a truncated file raises). Returns the photo's (h, w)."""
+        return probe_image(f)
 
     def _read(self, f: Path) -> tuple[np.ndarray, np.ndarray | None]:
         return read_image(f), None
@@ -112,21 +113,33 @@ class FacadeFiles(Dataset):
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for {n} images")
         i %= n
-        for k in range(n):
-            f = self.files[(i + k) % n]
-            try:
-                img, lab = self._read(f)
-                break
-            except (OSError, ValueError, EOFError, SyntaxError) as e:
-                self._bad(f, e)
-        else:
-            raise ValueError(f"no readable image in {self.root}")
+        f = self.files[i]
+        try:
+            img, lab = self._read(f)
+        except (OSError, ValueError, EOFError, SyntaxError) as e:
+            raise ValueError(f"cannot read item {i} of {type(self).__name__}, file {f} (changed since the "
+                             f"dataset was built?): {type(e).__name__}: {e}") from e
         x, y = self.transform(img, lab if self.return_labels else None, item_rng(self.seed, self.epoch, i))
         return (x, y) if self.return_labels else x
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, n={len(self)}, "
                 f"size={self.transform.size}, train={self.transform.train})")
+
+
+def probe_image(f: Path) -> tuple[int, int]:
+    """Decode ``f`` far enough to find a truncated or corrupt file: JPEG at 1/8 scale (all its data, a few
+    ms), PNG by its chunk checksums, anything else fully. Returns: (h, w). Raises: OSError / SyntaxError."""
+    with Image.open(f) as im:
+        h, w = im.height, im.width
+        if im.format == "JPEG":
+            im.draft("RGB", (max(1, w // 8), max(1, h // 8)))
+            im.load()
+        elif im.format == "PNG":
+            im.verify()
+        else:
+            im.load()
+    return h, w
 
 
 def _listed(root: Path, exts: tuple[str, ...], recursive: bool = True) -> list[Path]:
@@ -161,6 +174,7 @@ class CMPFacades(FacadeFiles):
     def _probe(self, f: Path) -> tuple[int, int]:
         h, w = super()._probe(f)
         if self.return_labels:
+            probe_image(f.with_suffix(".png"))
             with Image.open(f.with_suffix(".png")) as lab:
                 if lab.size != (w, h):
                     raise LabelSizeError(f"label map {f.with_suffix('.png')} size {lab.size[::-1]} "

@@ -18,7 +18,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
-from maelib._io import sha256_file
+from maelib._io import remove_stale_temps, sha256_file, temp_dir_prefix
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 DOC_SUFFIXES = (".txt", ".md", ".pdf", ".html")
@@ -125,14 +125,19 @@ def _entry_name(info: zipfile.ZipInfo) -> str:
 
 
 def _extract(archive: Path, dest: Path, strip: str, max_file_bytes: int, max_total_bytes: int) -> dict:
-    """Extract regular files into ``dest``; returns {relpath: (sha256, size)}."""
+    """Extract regular files into ``dest``; returns {relpath: (sha256, size)}.
+
+    Every entry is validated and the declared sizes are checked against the limits (and the free disk space)
+    before anything is written; while streaming, each file may not exceed its declared size and the running
+    total may not exceed ``max_total_bytes``, so a zip bomb is refused after at most the limit is written.
+    """
     out: dict[str, tuple[str, int]] = {}
-    total = 0
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as e:
         raise ArchiveError(f"{archive.name} is not a valid zip archive (truncated download?): {e}") from e
     with zf:
+        entries, declared = [], 0
         for info in zf.infolist():
             rel = _entry_name(info)
             if info.is_dir():
@@ -140,10 +145,19 @@ def _extract(archive: Path, dest: Path, strip: str, max_file_bytes: int, max_tot
             rel = rel[len(strip):] if strip and rel.startswith(strip) else rel
             if not rel:
                 continue
-            total += info.file_size
-            if info.file_size > max_file_bytes or total > max_total_bytes:
-                raise ArchiveError(f"{rel!r} exceeds the size limits ({max_file_bytes} B per file, "
-                                   f"{max_total_bytes} B in all)")
+            declared += info.file_size
+            if info.file_size > max_file_bytes:
+                raise ArchiveError(f"{rel!r} declares {info.file_size} B, more than the limit of "
+                                   f"{max_file_bytes} B per file (max_file_bytes)")
+            entries.append((rel, info))
+        if declared > max_total_bytes:
+            raise ArchiveError(f"{archive.name} declares {declared} B uncompressed, more than the limit of "
+                               f"{max_total_bytes} B (max_total_bytes); nothing was extracted")
+        free = shutil.disk_usage(dest).free
+        if declared > free:
+            raise ArchiveError(f"{archive.name} needs {declared} B but {dest} has only {free} B free")
+        total = 0
+        for rel, info in entries:
             target = dest / rel
             if dest.resolve() not in target.resolve().parents or rel in out:
                 raise ArchiveError(f"refusing entry {rel!r} (outside the target or duplicate)")
@@ -153,8 +167,12 @@ def _extract(archive: Path, dest: Path, strip: str, max_file_bytes: int, max_tot
                 with zf.open(info) as src, open(target, "xb") as dst:
                     while chunk := src.read(1 << 20):
                         size += len(chunk)
+                        total += len(chunk)
                         if size > info.file_size:
                             raise ArchiveError(f"{rel!r} is larger than its header says")
+                        if total > max_total_bytes:
+                            raise ArchiveError(f"{archive.name} expands beyond {max_total_bytes} B "
+                                               "(max_total_bytes)")
                         h.update(chunk)
                         dst.write(chunk)
             except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
@@ -207,7 +225,7 @@ def download_dataset(name: str, dest: str | Path | None = None, url: str | None 
                      timeout: float = 30, *, manifest: dict | str | Path | None = None,
                      archive: str | Path | None = None, force: bool = False, progress: bool = True,
                      backoff: float = 1.0, max_file_bytes: int = 64 << 20,
-                     max_total_bytes: int = 4 << 30) -> Path:
+                     max_total_bytes: int = 1 << 30) -> Path:
     """Download, verify and install dataset ``name`` into ``dest/<folder>`` (default: :func:`user_cache_dir`).
 
     The zip is fetched with retries into ``dest/<zip name>.part`` (a later call resumes it via HTTP Range),
@@ -236,19 +254,22 @@ def download_dataset(name: str, dest: str | Path | None = None, url: str | None 
         except DownloadError as e:
             resume = f" The partial download {part} is resumed next time." if part.exists() else ""
             raise DownloadError(
-                f"{e}. Download {url} yourself and unzip it into {final} (so that {final}/{info.example()} "
-                f"exists), or pass archive=<the zip>, or set MAELIB_DATA_DIR to the unzipped folder.{resume}"
+                f"{e}. Download {url} yourself, then install it with `maelib download {name} --archive "
+                f"<the zip>` (Python: download_dataset({name!r}, archive=<the zip>)), or unzip it into "
+                f"{final} (so that {final}/{info.example()} exists), or set MAELIB_DATA_DIR to the unzipped "
+                f"folder.{resume}"
             ) from None
         src = part
     else:
         src = Path(archive).expanduser()
         if not src.is_file():
             raise ValueError(f"archive {str(src)!r} is not a file")
-    tmp, old = Path(tempfile.mkdtemp(prefix=f".{info.folder}.tmp-", dir=root)), None
+    remove_stale_temps(root, info.folder)  # folders left by an install that was killed
+    tmp, old = Path(tempfile.mkdtemp(prefix=temp_dir_prefix(info.folder), dir=root)), None
     try:
         check_files(_extract(src, tmp, _strip_prefix(src, info), max_file_bytes, max_total_bytes), name, want)
         if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{info.folder}.old-", dir=root))
+            old = Path(tempfile.mkdtemp(prefix=temp_dir_prefix(info.folder, "old"), dir=root))
             os.replace(final, old / info.folder)
         os.replace(tmp, final)
     except BaseException as e:
