@@ -25,8 +25,10 @@ from .data.datasets import resolve_data_dir
 from .data.download import user_cache_dir
 from .data.synthetic import SyntheticFacades
 from .inference import reconstruct
+from .masking import MaskSpec, make_mask
 from .model import MaskedAutoencoderViT, create_model
-from .train_config import TrainConfig
+from .run_folder import open_run_folder
+from .train_config import RUN_CONTROL_FIELDS, TrainConfig
 
 
 # --- what a config builds ----------------------------------------------------------------------------------
@@ -351,18 +353,24 @@ def save_snapshot(model: MaskedAutoencoderViT, cfg: TrainConfig, path: Path, ste
 
 # --- the loop ----------------------------------------------------------------------------------------------
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
-          export: bool = True) -> TrainResult:
+          export: bool = True, overwrite: bool = False, allow_config_change: bool = False) -> TrainResult:
     """Train ``cfg`` into ``out_dir`` (checkpoint.pt, log.jsonl, config.json, recon_*.png, model.safetensors).
 
     The batches come from the photo cache (finite by construction), so the model's NaN scan of its input is
     skipped (``check_finite=False``); non-finite losses, gradient norms and weights still stop training.
 
     ``resume=True`` continues from ``out_dir/checkpoint.pt`` exactly (weights, optimizer, schedule, scaler,
-    RNG and mask-generator states, epoch and position within it). Under torchrun, runs DDP (gloo on CPU,
-    NCCL on CUDA); only rank 0 writes. Raises :class:`TrainingError` on a non-finite loss.
+    RNG and mask-generator states, epoch and position within it); a config that differs from the
+    checkpoint's in more than :data:`~maelib.train_config.RUN_CONTROL_FIELDS` is refused with the diff unless
+    ``allow_config_change``. A folder that already holds a run is refused unless ``resume`` or
+    ``overwrite`` (which moves the old run aside, see :func:`maelib.run_folder.open_run_folder`); rank 0
+    locks ``out_dir`` for the run's lifetime. Under torchrun, runs DDP (gloo on CPU, NCCL on CUDA); only
+    rank 0 writes. Raises :class:`TrainingError` on a non-finite loss, RunFolderError / ValueError before
+    any work when the folder, the config or its masks cannot be used.
     """
     rank, world, local_rank = dist_info()
     device = resolve_device(cfg.device, local_rank)
+    lock = open_run_folder(out_dir, resume, overwrite, verbose=progress)[0] if rank == 0 else None
     own_group = world > 1 and not dist.is_initialized()
     if own_group:
         if device.type == "cuda":
@@ -376,27 +384,61 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
             torch.backends.cudnn.benchmark = False
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        return _train(cfg, Path(out_dir), resume, progress, export, rank, world, device)
+        return _train(cfg, Path(out_dir).expanduser(), resume, progress, export, rank, world, device,
+                      allow_config_change)
     finally:
+        if lock is not None:
+            lock.release()
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
         if own_group:
             dist.destroy_process_group()
 
 
+def check_masks_fit(cfg: TrainConfig, grid: tuple[int, int]) -> None:
+    """Raise ValueError naming the spec and epoch when a mask setting of ``cfg`` cannot be drawn on the
+    model's patch grid (e.g. ``block:0.9`` on a grid where it hides every patch)."""
+    specs = {str(cfg.mask_spec(e)): e for e in range(cfg.epochs)}
+    if cfg.stage == "finetune" and cfg.curriculum_band_share > 0:
+        for r in cfg.curriculum_band_ratios:
+            specs[f"block:{r:g}"] = cfg.curriculum().warmup_epochs
+    for text, epoch in specs.items():
+        try:
+            opts = MaskSpec.parse(text).options()
+            make_mask(opts.pop("mask_mode"), 2, grid, generator=torch.Generator().manual_seed(0), **opts)
+        except ValueError as err:
+            raise ValueError(f"mask {text!r} (epoch {epoch}) cannot be used on the {grid[0]}x{grid[1]} "
+                             f"patch grid: {err}") from None
+
+
+def check_resume_config(cfg: TrainConfig, old: dict, path: Path, allow: bool) -> dict:
+    """The fields where ``cfg`` differs from the checkpoint's config ``old``: ``{name: (new, old)}``.
+
+    Raises: ValueError listing them when any is not a run-control field and ``allow`` is False.
+    """
+    new = cfg.to_dict()
+    changed = {k: (v, old.get(k)) for k, v in new.items() if old.get(k) != v}
+    blocking = {k: v for k, v in changed.items() if k not in RUN_CONTROL_FIELDS}
+    if blocking and not allow:
+        diff = "; ".join(f"{k}: checkpoint {o!r} -> now {n!r}" for k, (n, o) in sorted(blocking.items()))
+        raise ValueError(f"cannot resume {path}: the config differs from the checkpoint's ({diff}). Resume "
+                         "with the checkpoint's config (drop the changes, or omit --preset), or pass "
+                         "allow_config_change=True (--allow-config-change) to continue with the new one")
+    return changed
+
+
 def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bool, rank: int, world: int,
-           device: torch.device) -> TrainResult:
+           device: torch.device, allow_config_change: bool = False) -> TrainResult:
     from tqdm.auto import tqdm
 
     main = rank == 0
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     amp = autocast_dtype(cfg.amp, device)
     model = build_model(cfg).to(device)
     model.set_fused_attn(fused_attention(cfg.attention, device))
+    check_masks_fit(cfg, model.grid_size)
     train_ds, val_ds = build_datasets(cfg, verbose=main)
     micro_per_epoch = (cfg.samples_per_epoch or len(train_ds)) // (cfg.batch_size * world)
     steps_per_epoch = micro_per_epoch // cfg.accum_steps
@@ -422,8 +464,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
         states = ckpt["rng"]
         _set_rng_state(states[rank] if len(states) == world else states[0], mask_gen)
         epoch, step, micro = ckpt["epoch"], ckpt["step"], ckpt["micro"]
-        old = ckpt["config"]
-        changed = {k: (v, old.get(k)) for k, v in cfg.to_dict().items() if old.get(k) != v}
+        changed = check_resume_config(cfg, ckpt["config"], ckpt_path, allow_config_change)
         if main:
             print(f"maelib: resumed from {ckpt_path} at step {step} (epoch {epoch}, batch {micro})"
                   + (f"; config changed: {changed}" if changed else ""))
@@ -436,9 +477,10 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
         ids = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     eager_net = net
-    if cfg.compile:
+    compiled = cfg.use_compile(total * cfg.effective_batch(world), device.type)
+    if compiled:
         net = torch.compile(net)
-    compiled_ok = not cfg.compile
+    compiled_ok = not compiled
 
     def save_checkpoint() -> None:
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
@@ -457,7 +499,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
 
     log = RunLog(out, main, cfg.tensorboard, step if resume else None)
     if main:
-        policy = {"amp": str(amp).replace("torch.", "") if amp else "fp32", "compile": bool(cfg.compile),
+        policy = {"amp": str(amp).replace("torch.", "") if amp else "fp32", "compile": compiled,
                   "attention": "fused" if fused_attention(cfg.attention, device) else "math",
                   "threads": torch.get_num_threads(), "device": str(device), "batch_size": cfg.batch_size,
                   "train_images": len(train_ds), "cache_seconds": round(train_ds.build_seconds, 2)}
@@ -472,8 +514,6 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
     done = step >= total or (cfg.max_steps is not None and step >= cfg.max_steps)
     eff_batch = cfg.effective_batch(world)
     while not done and epoch < cfg.epochs:
-        spec = cfg.mask_spec(epoch)
-        opts = spec.options()
         batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch, rank, world,
                                 cfg.samples_per_epoch)
         batches = batches[:steps_per_epoch * cfg.accum_steps]
@@ -483,6 +523,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
                                   scale=cfg.crop_scale, train=cfg.train_augment)
             imgs = norm.normalize(imgs.to(device, non_blocking=True))
             data_time += time.perf_counter() - td
+            spec = cfg.mask_spec(epoch, micro)
+            opts = spec.options()
             boundary = (micro + 1) % cfg.accum_steps == 0
             sync = net.no_sync() if world > 1 and not boundary else contextlib.nullcontext()
             with sync:
@@ -552,7 +594,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
                     save_reconstructions(model, val_ds, cfg, epoch - 1, out / f"recon_epoch{epoch:03d}.png")
                 if world > 1:
                     dist.barrier()
-            t0 = time.perf_counter()
+            loss_sum, loss_n, seen, data_time, t0 = 0.0, 0, 0, 0.0, time.perf_counter()
         save_checkpoint()
     bar.close()
     log.close()

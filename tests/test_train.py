@@ -234,7 +234,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         atomic_torch_save({"model": res.model.state_dict()}, path)
     monkeypatch.undo()
     assert path.read_bytes() == good and load_checkpoint(path)["step"] == 1
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".") and p.name != ".lock") == []
 
 
 def test_resume_rejects_corrupt_or_foreign_checkpoint(tmp_path):
