@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import subprocess
@@ -12,6 +13,7 @@ import torch
 
 import maelib.train as mt
 from maelib.model import MaskedAutoencoderViT
+from maelib.run_folder import RunFolderError, open_run_folder
 from maelib.train import (
     TrainingError,
     atomic_torch_save,
@@ -291,3 +293,119 @@ def test_ddp_two_processes_identical_weights_and_exact_resume(tmp_path):
     part = torchrun("part", max_steps=3)
     assert part[0] == part[1] != full[0]
     assert torchrun("part", resume="resume") == full
+
+
+def _losses(run_dir) -> list[float]:
+    rows = [json.loads(ln) for ln in (run_dir / "log.jsonl").read_text().splitlines() if ln.strip()]
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+@pytest.mark.slow
+def test_fast_path_tracks_eager_fp32(tmp_path):
+    """The CPU fast path (bf16 autocast + explicit attention, what amp="auto" picks with native bf16) follows
+    the eager fp32 loss within 2 % over 50 steps (means of 10 steps)."""
+    kw = dict(epochs=1, samples_per_epoch=400, log_every=1, ckpt_every=1000, val_synthetic=8)
+    fp32 = train(tiny(amp="off", **kw), tmp_path / "fp32", progress=False, export=False)
+    fast = train(tiny(amp="bf16", **kw), tmp_path / "bf16", progress=False, export=False)
+    a, b = _losses(tmp_path / "fp32"), _losses(tmp_path / "bf16")
+    assert fp32.step == fast.step == 50 and len(a) == len(b) == 50
+    for i in range(0, 50, 10):
+        ma, mb = sum(a[i:i + 10]) / 10, sum(b[i:i + 10]) / 10
+        assert abs(mb - ma) / ma < 0.02, (i, ma, mb)
+    assert a[-1] < a[0] and b[-1] < b[0]
+
+
+def test_resume_is_bit_exact_on_the_fast_path(tmp_path):
+    kw = dict(epochs=2, amp="bf16")
+    full = train(tiny(**kw), tmp_path / "full", progress=False, export=False)
+    train(tiny(max_steps=3, **kw), tmp_path / "part", progress=False, export=False)
+    resumed = train(tiny(**kw), tmp_path / "part", resume=True, progress=False, export=False)
+    assert resumed.step == full.step and state_hash(resumed.model) == state_hash(full.model)
+
+
+def test_existing_run_is_refused_moved_aside_or_resumed(tmp_path, capsys):
+    out = tmp_path / "run"
+    train(tiny(max_steps=2), out, progress=False, export=False)
+    before = (out / "log.jsonl").read_text()
+    with pytest.raises(RunFolderError, match="already holds a training run"):
+        train(tiny(max_steps=2), out, progress=False, export=False)
+    assert (out / "log.jsonl").read_text() == before  # nothing touched
+    train(tiny(max_steps=2), out, overwrite=True, progress=True, export=False)
+    (old,) = tmp_path.glob("run.old-*")
+    assert (old / "log.jsonl").read_text() == before and (old / "checkpoint.pt").is_file()
+    assert "was moved to" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="exclude each other"):
+        train(tiny(), out, resume=True, overwrite=True, progress=False)
+
+
+def test_a_second_run_into_a_locked_folder_is_refused(tmp_path):
+    out = tmp_path / "run"
+    lock, _ = open_run_folder(out)
+    try:
+        with pytest.raises(RunFolderError, match="in use by another training run"):
+            train(tiny(max_steps=1), out, progress=False, export=False)
+    finally:
+        lock.release()
+    train(tiny(max_steps=1), out, progress=False, export=False)  # released: usable again
+
+
+def test_unwritable_out_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(RunFolderError, match="out="):
+        train(tiny(), blocker, progress=False)
+    with pytest.raises(RunFolderError, match="not a writable folder"):
+        train(tiny(), blocker / "sub", progress=False)
+
+
+def test_resume_with_a_changed_config_is_refused_with_the_diff(tmp_path):
+    out = tmp_path / "run"
+    train(tiny(max_steps=2), out, progress=False, export=False)
+    with pytest.raises(ValueError, match=r"blr: checkpoint 0\.001 -> now 0\.002"):
+        train(tiny(blr=2e-3), out, resume=True, progress=False, export=False)
+    res = train(tiny(blr=2e-3, max_steps=3), out, resume=True, allow_config_change=True, progress=False,
+                export=False)
+    assert res.step == 3
+    res = train(tiny(blr=2e-3, max_steps=4, log_every=2), out, resume=True, allow_config_change=True,
+                progress=False, export=False)  # run-control fields may change freely
+    assert res.step == 4
+
+
+@pytest.mark.parametrize("changes, exc, match", [
+    (dict(epochs=2.7), TypeError, "epochs must be int"),
+    (dict(batch_size=True), TypeError, "batch_size must be int"),
+    (dict(betas=0.9), TypeError, "betas must be tuple"),
+    (dict(num_threads=-1), ValueError, "num_threads"),
+    (dict(device="tpu"), ValueError, "device must be"),
+    (dict(compile="yes"), ValueError, "compile must be"),
+    (dict(sources=("synthetic:x",)), ValueError, "synthetic needs a count"),
+    (dict(crop_scale=(0.0, 1.0)), ValueError, "crop_scale"),
+    (dict(curriculum_band_share=1.5), ValueError, "curriculum_band_share"),
+])
+def test_config_field_types_and_ranges(changes, exc, match):
+    with pytest.raises(exc, match=match):
+        tiny(**changes)
+
+
+def test_a_mask_that_hides_every_patch_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="mask 'block:0.95'.*cannot be used"):
+        train(tiny(mask="block:0.95"), tmp_path / "r", progress=False)
+
+
+def test_finetune_band_share_mixes_bottom_bands_into_the_curriculum():
+    cfg = tiny(stage="finetune", init="x.safetensors", epochs=6, curriculum_warmup_epochs=1,
+               curriculum_band_share=0.5, curriculum_band_ratios=(0.25, 0.5))
+    assert {cfg.mask_spec(0, m).mode for m in range(20)} == {"random"}  # warm-up: random only
+    modes = [cfg.mask_spec(3, m) for m in range(200)]
+    bands = [s for s in modes if s.mode == "block"]
+    assert 60 < len(bands) < 140 and all(0.25 <= s.block_ratio <= 0.5 for s in bands)
+    assert {s.mode for s in modes} == {"block", "combined"}
+    assert [str(s) for s in modes] == [str(cfg.mask_spec(3, m)) for m in range(200)]  # seeded
+
+
+def test_compile_auto_only_for_long_runs():
+    cfg = tiny()
+    assert cfg.compile == "auto"
+    assert not cfg.use_compile(10_000, "cpu") and cfg.use_compile(1_000_000, "cpu")
+    assert not cfg.use_compile(1_000_000, "mps")
+    assert tiny(compile=True).use_compile(10, "cpu") and not tiny(compile=False).use_compile(10**9, "cpu")
