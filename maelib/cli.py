@@ -20,7 +20,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default=None,
                    help=f"one of {sorted(PRESETS)} (default: ci, or the checkpoint's config with --resume)")
     t.add_argument("--out", required=True, type=Path, help="run folder (checkpoint.pt, log.jsonl, model.*)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT (its checkpoint.pt, or its config.json before the first "
+                        "checkpoint)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="move an existing run in OUT aside to OUT.old-<time> and start afresh")
+    t.add_argument("--allow-config-change", action="store_true",
+                   help="resume although the config differs from the checkpoint's")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--data", help="data folder, or 'synthetic'")
@@ -41,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test")
     e.add_argument("--mask", action="append", dest="mask_specs", metavar="SPEC",
                    help="mask spec, repeatable (default: the standard four)")
-    e.add_argument("--out", type=Path, default=None)
+    e.add_argument("--out", type=Path, default=None,
+                   help="folder for results.json / .md / .png (checked writable before computing)")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--num-images", type=int, default=None)
@@ -50,21 +58,45 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--lpips-net", default="alex", help="alex | vgg | none")
 
     d = sub.add_parser("download", help="fetch a dataset or an official MAE checkpoint")
-    d.add_argument("name", help="cmp-base | cmp-extended | an official checkpoint name (--list)")
-    d.add_argument("--dest", type=Path, default=None)
-    d.add_argument("--url", default=None)
+    d.add_argument("name", nargs="?", help="cmp-base | cmp-extended | an official checkpoint name (--list)")
+    d.add_argument("--list", action="store_true", dest="list_names", help="list what can be downloaded")
+    d.add_argument("--dest", type=Path, default=None, help="target folder (default: the user cache)")
+    d.add_argument("--url", default=None, help="another URL for the same file")
+    d.add_argument("--archive", type=Path, default=None,
+                   help="install a dataset zip downloaded by hand (offline), e.g. CMP_facade_DB_base.zip")
     return p
+
+
+class UsageError(ValueError):
+    """Bad command-line input: ``maelib <command>: error: <message>``, exit status 2."""
+
+
+def _run_config(out: Path) -> dict:
+    """The config of the run in ``out``: its checkpoint's, else its ``config.json`` (written when the run
+    started, before the first checkpoint). UsageError when there is nothing to resume."""
+    import json
+
+    from .train import CHECKPOINT, load_checkpoint
+
+    ckpt, cfg_json = out / CHECKPOINT, out / "config.json"
+    if ckpt.is_file():
+        return load_checkpoint(ckpt)["config"]
+    if cfg_json.is_file():
+        try:
+            return json.loads(cfg_json.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UsageError(f"cannot read {cfg_json}: {err}") from None
+    raise UsageError(f"nothing to resume in {out}: no {CHECKPOINT} and no config.json (start the run "
+                     "without --resume, or give --preset)")
 
 
 def train_config_from_args(args: argparse.Namespace):
     """The :class:`TrainConfig` the ``train`` flags describe (with ``--resume`` and no ``--preset``: the
-    checkpoint's config)."""
-    from .train import CHECKPOINT, load_checkpoint
+    run's own config, from ``OUT/checkpoint.pt`` or else ``OUT/config.json``)."""
     from .train_config import TrainConfig
 
-    ckpt = args.out / CHECKPOINT
-    if args.preset is None and args.resume and ckpt.is_file():
-        cfg = TrainConfig.from_dict(load_checkpoint(ckpt)["config"])
+    if args.preset is None and args.resume:
+        cfg = TrainConfig.from_dict(_run_config(args.out))
     else:
         cfg = TrainConfig.from_preset(args.preset or "ci")
     changes = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items()
@@ -80,11 +112,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .train import train
 
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other: choose one")
     cfg = train_config_from_args(args)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
-    res = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    res = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite,
+                allow_config_change=args.allow_config_change)
     if res.exported is not None:
         print(f"maelib: step {res.step}, loss {res.loss}, val loss {res.val_loss}; weights: {res.exported}")
     return 0
@@ -98,41 +133,73 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     lpips_net = None if args.lpips_net.lower() == "none" else args.lpips_net
     res = run_evaluation(method, data=args.data, split=args.split, out_dir=args.out,
                          batch_size=args.batch_size, seed=args.seed, num_images=args.num_images,
-                         size=args.size, device=args.device, lpips_net=lpips_net, **kw)
+                         size=args.size, device=args.device, lpips_net=lpips_net,
+                         progress=not args.no_progress, **kw)
     print(res.to_markdown())
+    if args.out is not None:
+        print(f"maelib: results written to {', '.join(str(p) for p in res.paths.values())}")
     return 0
+
+
+def download_list() -> str:
+    """The text of ``maelib download --list``: every dataset and official checkpoint, with its URL."""
+    from .checkpoints import OFFICIAL_CHECKPOINTS
+    from .data.download import DATASETS
+
+    lines = ["datasets (installed into the user cache, or --dest):"]
+    lines += [f"  {name:<28} {info.url}" for name, info in DATASETS.items()]
+    lines += ["official MAE checkpoints (saved to ./weights, or --dest):"]
+    lines += [f"  {name:<28} {info.url}" for name, info in OFFICIAL_CHECKPOINTS.items()]
+    return "\n".join(lines)
 
 
 def cmd_download(args: argparse.Namespace) -> int:
     from .checkpoints import OFFICIAL_CHECKPOINTS, download_checkpoint
+    from .data.download import DATASETS
 
-    if args.name in ("cmp-base", "cmp-extended"):
+    if args.list_names:
+        print(download_list())
+        return 0
+    if args.name is None:
+        raise UsageError("name is required (or --list): one of "
+                         f"{[*DATASETS, *OFFICIAL_CHECKPOINTS]}")
+    if args.name in DATASETS:
         from .data import download_dataset
 
-        path = download_dataset(args.name, args.dest, url=args.url)
+        path = download_dataset(args.name, args.dest, url=args.url, archive=args.archive)
     elif args.name in OFFICIAL_CHECKPOINTS:
+        if args.archive is not None:
+            raise UsageError("--archive installs a dataset zip; for a checkpoint file use it directly "
+                             "(e.g. maelib train --init FILE)")
         path = download_checkpoint(args.name, args.dest, args.url)
     else:
-        raise ValueError(f"unknown download {args.name!r}; datasets: ['cmp-base', 'cmp-extended'], "
-                         f"checkpoints: {sorted(OFFICIAL_CHECKPOINTS)}")
+        raise UsageError(f"unknown download {args.name!r}; datasets: {sorted(DATASETS)}, "
+                         f"checkpoints: {sorted(OFFICIAL_CHECKPOINTS)} (see maelib download --list)")
     print(f"maelib: {args.name} -> {path}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point. Returns the exit status (2 for bad input, 1 when training stops on a bad loss)."""
+    """Entry point. Returns the exit status: 0 done; 2 bad input or an unusable file or folder (ValueError,
+    TypeError, OSError such as FileExistsError or PermissionError; one line, no traceback); 1 when training
+    stops on a bad loss or a download fails; 130 on Ctrl-C."""
     args = build_parser().parse_args(argv)
     from .data.download import DownloadError
     from .train import TrainingError
 
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "download": cmd_download}[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"maelib {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except (TrainingError, DownloadError) as err:
         print(f"maelib {args.command}: {err}", file=sys.stderr)
         return 1
+    except (ValueError, TypeError, OSError) as err:
+        text = str(err) if not isinstance(err, OSError) or not err.filename else (
+            f"{err.strerror or err}: {err.filename}")
+        print(f"maelib {args.command}: error: {text}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"maelib {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

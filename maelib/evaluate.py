@@ -29,6 +29,7 @@ from .masking import MaskSpec, make_mask
 from .metrics import METRICS, LPIPSMetric, compute_metrics, mean_ci
 from .model import MaskedAutoencoderViT
 from .patches import grid_size, patch_mask_to_pixel_mask, pixel_mask_to_patch_mask, to_2tuple
+from .run_folder import check_writable_dir
 
 LABELS = {"masked_psnr": "masked PSNR (dB) ↑", "psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
 
@@ -53,6 +54,7 @@ class EvalResult:
     config: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     masks: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    paths: dict[str, Path] = field(default_factory=dict)  # where :meth:`save` wrote, once it has
 
     def summary(self) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
         """``[method][mask][metric] -> {mean, half_width, low, high, n}`` (see :func:`mean_ci`)."""
@@ -123,6 +125,7 @@ class EvalResult:
         atomic_write_text(paths["md"], self.to_markdown())
         fig = self.plot()
         atomic_write(paths["png"], lambda f: fig.savefig(f, format="png", dpi=100))
+        self.paths = paths
         return paths
 
 
@@ -152,6 +155,16 @@ def _resolve(method, index: int, device: torch.device) -> tuple[str, Callable | 
                      f"{bundled}, a path to a .safetensors file or an nn.Module")
 
 
+def _device(device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: CUDA is not available on this machine (use device='cpu')")
+    return dev
+
+
 def _specs(mask_specs, given_masks) -> list[tuple[str, MaskSpec | None]]:
     texts = [mask_specs] if isinstance(mask_specs, (str, MaskSpec)) else list(mask_specs or ())
     out = []
@@ -175,6 +188,8 @@ def _dataset(data, split: str, size: tuple[int, int] | None, seed: int):
             raise ValueError(f"data must be a tensor of shape (N, 3, H, W), got {tuple(data.shape)}")
         return data, "tensor"
     if data is None or isinstance(data, (str, os.PathLike)):
+        if data is not None and not Path(data).expanduser().is_dir():
+            raise ValueError(f"data={os.fspath(data)!r} is not a folder (CMP, pix2pix, images or .npy)")
         if size is None:
             return None, None
         from .data import load_facades
@@ -249,7 +264,7 @@ def _lpips(net: str | None, img_size: tuple[int, int], device: torch.device) -> 
         return None, ["LPIPS not requested (lpips_net=None)."]
     if min(img_size) < 32:
         return None, [f"LPIPS not computed: images of {img_size} px are smaller than the 32 px it needs."]
-    lp = LPIPSMetric(net, device=device)
+    lp = LPIPSMetric(net, device=device, warn=False)  # the reason goes into the notes, shown once
     return lp, ([] if lp.available else [f"LPIPS not computed: {lp.reason}"])
 
 
@@ -279,9 +294,11 @@ def run_evaluation(method, data=None, split: str = "test", mask_specs=DEFAULT_MA
             (a pixel mask masks every patch it touches).
         size: image size for baselines only (default 128, or the tensor's); models use their ``img_size``.
         patch_size: mask grid for baselines only; models use their own.
-        lpips_net: "alex", "vgg" or None (no LPIPS).
+        lpips_net: "alex", "vgg" or None (no LPIPS); when its backbone is missing, the result's notes say so.
+        out_dir: where to save the result; checked writable before anything is computed.
+        progress: a tqdm progress bar over the batches.
     Returns:
-        :class:`EvalResult` (also saved to ``out_dir`` when given).
+        :class:`EvalResult` (also saved to ``out_dir`` when given; ``result.paths`` lists the files).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
@@ -289,7 +306,9 @@ def run_evaluation(method, data=None, split: str = "test", mask_specs=DEFAULT_MA
         raise ValueError(f"num_images must be None or >= 1, got {num_images!r}")
     if lpips_net not in ("alex", "vgg", None):
         raise ValueError(f"lpips_net must be 'alex', 'vgg' or None, got {lpips_net!r}")
-    specs, device = _specs(mask_specs, given_masks), torch.device(device)
+    if out_dir is not None:
+        check_writable_dir(out_dir, "out_dir")
+    specs, device = _specs(mask_specs, given_masks), _device(device)
     methods = _methods(method, device)
     ds, source = _dataset(data, split, None, seed)
     data_size = tuple(_batch(ds, 0, 1).shape[-2:]) if ds is not None and len(ds) else None
@@ -313,7 +332,7 @@ def run_evaluation(method, data=None, split: str = "test", mask_specs=DEFAULT_MA
     if progress:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc="evaluate")
+        starts = tqdm(starts, desc=f"evaluate {n} images", unit="batch")
     for b, start in enumerate(starts):
         images = _batch(ds, start, min(start + batch_size, n)).to(device)
         for s, spec in specs:

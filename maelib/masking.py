@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from .patches import Size2, _int, to_2tuple
+from .patches import Size2, check_int, to_2tuple
 
 MASK_MODES = ("random", "block", "block_bbox", "combined", "given")
 
@@ -24,7 +24,7 @@ def _check_ratio(name: str, value: float) -> float:
 
 
 def _check_batch(batch_size: int) -> int:
-    n = _int(batch_size, "batch_size")
+    n = check_int(batch_size, "batch_size")
     if n < 0:
         raise ValueError(f"batch_size must be an int >= 0, got {n}")
     return n

@@ -9,7 +9,7 @@ import torch
 Size2 = tuple[int, int]
 
 
-def _int(value, name: str) -> int:
+def check_int(value, name: str) -> int:
     """``value`` as an int (Python / NumPy / 0-d torch integers); TypeError naming ``name`` otherwise."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {value!r}")
@@ -47,7 +47,7 @@ def to_2tuple(size: int | tuple[int, int] | list[int], name: str = "size") -> Si
 
 def check_patch_size(patch_size: int, name: str = "patch_size") -> int:
     """``patch_size`` as a positive int; TypeError / ValueError naming ``name`` otherwise (e.g. 2.5, 0)."""
-    p = _int(patch_size, name)
+    p = check_int(patch_size, name)
     if p < 1:
         raise ValueError(f"{name} must be a positive int, got {p}")
     return p
@@ -158,7 +158,7 @@ def unpatchify(
     if not isinstance(x, torch.Tensor) or x.ndim != 3:
         raise ValueError(f"x must be a tensor of shape (N, L, p*p*C), got {getattr(x, 'shape', type(x))}")
     p = check_patch_size(patch_size)
-    c = _int(channels, "channels")
+    c = check_int(channels, "channels")
     if c < 1:
         raise ValueError(f"channels must be a positive int, got {c}")
     n, length, d = x.shape

@@ -66,6 +66,8 @@ def test_evaluate_maps_flags(tmp_path, capsys, monkeypatch):
     seen = {}
 
     class Result:
+        paths = {"json": tmp_path / "results.json", "md": tmp_path / "results.md"}
+
         def to_markdown(self):
             return "| table |"
 
@@ -78,9 +80,54 @@ def test_evaluate_maps_flags(tmp_path, capsys, monkeypatch):
                            "block:0.5", "--mask", "random:0.75", "--out", str(tmp_path), "--batch-size", "3",
                            "--seed", "2", "--num-images", "5", "--size", "64", "--lpips-net", "none"], capsys)
     assert rc == 0 and "| table |" in out
+    assert f"results written to {tmp_path / 'results.json'}, {tmp_path / 'results.md'}" in out
     assert seen == {"method": ["mean", "telea"], "data": "d", "split": "val", "out_dir": tmp_path,
                     "batch_size": 3, "seed": 2, "num_images": 5, "size": 64, "device": "cpu",
-                    "lpips_net": None, "mask_specs": ("block:0.5", "random:0.75")}
+                    "lpips_net": None, "mask_specs": ("block:0.5", "random:0.75"), "progress": True}
+    run_main(["evaluate", "mean", "--no-progress"], capsys)
+    assert seen["progress"] is False
+
+
+def test_evaluate_checks_out_before_computing(tmp_path, capsys, monkeypatch):
+    import maelib.evaluate as ev
+
+    def never(*args, **kwargs):
+        raise AssertionError("computed before --out was checked")
+
+    monkeypatch.setattr(ev, "_score", never)
+    (tmp_path / "file").write_text("x")
+    rc, out, err = run_main(["evaluate", "mean", "--out", str(tmp_path / "file"), "--num-images", "2",
+                             "--lpips-net", "none", "--data", "synthetic-missing"], capsys)
+    assert rc == 2 and "out_dir=" in err and "not a folder" in err and "Traceback" not in err
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores permissions: a folder under a file cannot be made instead
+            target = tmp_path / "file" / "sub"
+        else:
+            target = ro
+        rc, _, err = run_main(["evaluate", "mean", "--out", str(target), "--lpips-net", "none"], capsys)
+        assert rc == 2 and "out_dir=" in err and "not a writable folder" in err
+    finally:
+        ro.chmod(0o700)
+
+
+def test_evaluate_progress_paths_and_one_lpips_notice(tmp_path, capsys, monkeypatch, recwarn):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no_torch_home"))
+    rc, out, err = run_main(["evaluate", "mean", "--data", str(tmp_path / "none"), "--num-images", "4",
+                             "--size", "64", "--batch-size", "2", "--out", str(tmp_path / "ev")], capsys)
+    assert rc == 2 and "data" in err  # a missing folder is named
+    import maelib.data as data
+
+    monkeypatch.setattr(data, "load_facades", lambda **kw: data.SyntheticFacades(4, kw["size"], 0))
+    rc, out, err = run_main(["evaluate", "mean", "--num-images", "4", "--size", "64", "--batch-size", "2",
+                             "--out", str(tmp_path / "ev")], capsys)
+    assert rc == 0, err
+    assert "evaluate 4 images" in err  # the progress bar
+    assert f"results written to {tmp_path / 'ev' / 'results.json'}" in out
+    assert (out + err).count("LPIPS-alex unavailable") == 1
+    assert not [w for w in recwarn if "LPIPS" in str(w.message)]
 
 
 def test_download_dispatch_and_checkpoint_validation(tmp_path, capsys, monkeypatch):
@@ -90,8 +137,12 @@ def test_download_dispatch_and_checkpoint_validation(tmp_path, capsys, monkeypat
     import maelib.data as data
 
     got = {}
-    monkeypatch.setattr(data, "download_dataset", lambda name, dest, url=None: got.setdefault(name, tmp_path))
-    assert run_main(["download", "cmp-base", "--dest", str(tmp_path)], capsys)[0] == 0 and "cmp-base" in got
+    monkeypatch.setattr(data, "download_dataset",
+                        lambda name, dest, url=None, archive=None: got.setdefault(name, (dest, archive)))
+    assert run_main(["download", "cmp-base", "--dest", str(tmp_path)], capsys)[0] == 0
+    assert got["cmp-base"] == (tmp_path, None)
+    assert run_main(["download", "cmp-extended", "--archive", "x.zip"], capsys)[0] == 0
+    assert got["cmp-extended"] == (None, Path("x.zip"))
 
     def serve(obj):
         buf = io.BytesIO()
@@ -160,3 +211,85 @@ def test_module_entry_point_help():
     proc = subprocess.run([sys.executable, "-m", "maelib", "train", "--help"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "--preset" in proc.stdout and "--resume" in proc.stdout
+
+
+def test_download_list_and_missing_name(capsys):
+    rc, out, _ = run_main(["download", "--list"], capsys)
+    assert rc == 0
+    for name in ("cmp-base", "cmp-extended", "mae_pretrain_vit_base", "mae_visualize_vit_large"):
+        assert name in out
+    assert "https://cmp.felk.cvut.cz/~tylecr1/facade/CMP_facade_DB_base.zip" in out
+    rc, _, err = run_main(["download"], capsys)
+    assert rc == 2 and "name is required (or --list)" in err
+    rc, _, err = run_main(["download", "mae_pretrain_vit_base", "--archive", "a.zip"], capsys)
+    assert rc == 2 and "--archive" in err
+
+
+def test_offline_download_message_names_cli_flags(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc, _, err = run_main(["download", "cmp-base", "--dest", str(tmp_path), "--url",
+                           f"http://127.0.0.1:{port}/CMP_facade_DB_base.zip"], capsys)
+    assert rc == 1 and "maelib download cmp-base --archive" in err
+
+
+def _record_train(monkeypatch):
+    import maelib.train as tr
+
+    seen = {}
+
+    def fake(cfg, out, **kw):
+        seen.update(kw, cfg=cfg, out=out)
+        return tr.TrainResult(**{f: None for f in tr.TrainResult.__dataclass_fields__}) if hasattr(
+            tr.TrainResult, "__dataclass_fields__") else type("R", (), {"exported": None})()
+
+    monkeypatch.setattr(tr, "train", fake)
+    return seen
+
+
+def test_train_overwrite_and_allow_config_change_reach_train(tmp_path, capsys, monkeypatch):
+    seen = _record_train(monkeypatch)
+    rc, _, err = run_main(["train", "--out", str(tmp_path), *TINY, "--overwrite"], capsys)
+    assert rc == 0, err
+    assert seen["overwrite"] is True and seen["allow_config_change"] is False and seen["resume"] is False
+    rc, _, err = run_main(["train", "--out", str(tmp_path), *TINY, "--resume", "--allow-config-change"],
+                          capsys)
+    assert rc == 0 and seen["allow_config_change"] is True and seen["resume"] is True
+    rc, _, err = run_main(["train", "--out", str(tmp_path), *TINY, "--resume", "--overwrite"], capsys)
+    assert rc == 2 and "--resume and --overwrite" in err
+
+
+def test_resume_takes_the_runs_config_json_before_the_first_checkpoint(tmp_path, capsys):
+    from maelib.train_config import TrainConfig
+
+    rc, _, err = run_main(["train", "--out", str(tmp_path / "empty"), "--resume", "--print-config"], capsys)
+    assert rc == 2 and "nothing to resume in" in err and str(tmp_path / "empty") in err
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = TrainConfig.from_preset("ci").replace(epochs=7, seed=11)
+    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    rc, out, err = run_main(["train", "--out", str(run), "--resume", "--print-config"], capsys)
+    assert rc == 0, err
+    got = json.loads(out)
+    assert (got["epochs"], got["seed"]) == (7, 11)
+    (run / "config.json").write_text("{broken")
+    rc, _, err = run_main(["train", "--out", str(run), "--resume", "--print-config"], capsys)
+    assert rc == 2 and "config.json" in err
+
+
+@pytest.mark.parametrize("exc", [FileExistsError("out='x' already holds a training run"),
+                                 PermissionError(13, "Permission denied", "/ro/out"),
+                                 OSError(28, "No space left on device")])
+def test_train_os_errors_exit_2_without_traceback(tmp_path, capsys, monkeypatch, exc):
+    import maelib.train as tr
+
+    def boom(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(tr, "train", boom)
+    rc, out, err = run_main(["train", "--out", str(tmp_path), *TINY], capsys)
+    assert rc == 2 and err.startswith("maelib train: error: ") and "Traceback" not in err
+    assert (exc.filename or str(exc).split("] ")[-1]) in err

@@ -166,10 +166,15 @@ def test_lpips_unavailable_is_a_note_not_a_crash(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    with pytest.warns(LPIPSUnavailableWarning):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         res = run_evaluation("mean", data=_images(2), mask_specs="block:0.5", patch_size=8)
+    assert not [w for w in caught if issubclass(w.category, LPIPSUnavailableWarning)], "said once, as a note"
     md = res.to_markdown()
     assert "LPIPS not computed" in md and "TORCH_HOME" in md and "n/a" in md
+    assert md.count("LPIPS-alex unavailable") == 1
     assert all(math.isfinite(v) for v in res.values["mean"]["block:0.5"]["ssim"])
 
 
