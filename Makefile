@@ -1,11 +1,19 @@
 # maelib: `make lab` (install + open the notebooks) and `make test` (install + run every test).
-# Override the torch build with e.g. `make test TORCH_SPEC="torch torchvision"`.
+# Override the torch build with e.g. `make test TORCH_SPEC="torch torchvision"`; on a machine without an
+# NVIDIA GPU, `make lab TORCH_INDEX=https://download.pytorch.org/whl/cpu` installs the much smaller CPU-only build.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+TORCH_INDEX ?=
+INSTALL_CHROMIUM ?= yes
 SHARED ?= $(abspath ../shared)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.maelib-installed
+# JupyterLab refuses to start as root (most containers) without --allow-root; no news / update checks
+LAB_FLAGS := --LabApp.news_url=None \
+	--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate \
+	$(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 
 ifneq ($(wildcard $(SHARED)/weights/torch_home),)
 export TORCH_HOME ?= $(SHARED)/weights/torch_home
@@ -18,21 +26,37 @@ export MPLBACKEND := Agg
 
 .PHONY: setup lab test test-fast notebooks student-copies bench lint browser-deps clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(LAB_OVERRIDES)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install $(TORCH_SPEC)
+	$(BIN)/python -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),) $(TORCH_SPEC)
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $@
 
-lab: setup
-	MPLBACKEND=module://matplotlib_inline.backend_inline $(BIN)/jupyter lab notebooks/
+# JupyterLab settings of this venv: no "official Jupyter news?" toast, no update check
+$(LAB_OVERRIDES): $(STAMP)
+	@mkdir -p $(dir $@)
+	$(BIN)/python -c 'import json, pathlib; p = pathlib.Path("$@"); d = json.loads(p.read_text()) if p.is_file() else {}; d.setdefault("@jupyterlab/apputils-extension:notification", {}).update(fetchNews="false", checkForUpdates=False); p.write_text(json.dumps(d, indent=2) + "\n")'
 
+lab: setup
+	MPLBACKEND=module://matplotlib_inline.backend_inline $(BIN)/jupyter lab notebooks/ $(LAB_FLAGS)
+
+# The browser test needs Chromium: found on PATH, in $$MAELIB_CHROMIUM or Playwright's cache; otherwise it
+# is installed with apt-get (announced; INSTALL_CHROMIUM=no skips that and the browser test is skipped).
 browser-deps: setup
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) \
-		|| echo "chromium could not be installed: the browser tests will be skipped"
+	@path="$$($(BIN)/python tests/browser_helpers.py --find-chromium)"; \
+	if [ -n "$$path" ]; then echo "browser test: Chromium at $$path"; \
+	elif [ "$(INSTALL_CHROMIUM)" != "yes" ]; then \
+		echo "browser test: no Chromium found and INSTALL_CHROMIUM=$(INSTALL_CHROMIUM): the browser test will be skipped"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "browser test: no Chromium found; installing Debian's chromium: apt-get install chromium (INSTALL_CHROMIUM=no to skip)"; \
+		(apt-get update -qq && apt-get install -y -qq chromium) \
+			|| echo "browser test: chromium could not be installed: the browser test will be skipped"; \
+	else \
+		echo "browser test: no Chromium found: install chromium (or $(BIN)/python -m playwright install chromium); the browser test will be skipped"; \
+	fi
 
 test: setup browser-deps
 	$(BIN)/ruff check .

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,11 +19,31 @@ from pathlib import Path
 import nbformat
 import psutil
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+
+
+def find_chromium() -> Path | None:
+    """The Chromium the browser test drives: ``$MAELIB_CHROMIUM``, else the first of ``CHROMIUM_NAMES`` on
+    PATH (``shutil.which``), else the newest one Playwright downloaded (``$PLAYWRIGHT_BROWSERS_PATH`` or
+    ``~/.cache/ms-playwright``, as ``python -m playwright install chromium`` leaves it). None if none."""
+    env = os.environ.get("MAELIB_CHROMIUM")
+    if env:
+        return Path(env) if Path(env).is_file() else None
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    cache = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or Path.home() / ".cache" / "ms-playwright")
+    bundled = sorted(cache.glob("chromium-*/chrome-linux*/chrome"), key=lambda p: p.parts[-3])
+    return bundled[-1] if bundled else None
+
+
+# a Path whose .exists() is False when no Chromium was found: the browser test then skips, naming it
+CHROMIUM = find_chromium() or Path("chromium (not found: install it, or set MAELIB_CHROMIUM)")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 MARKER_VAR = "MAELIB_BROWSER_TEST_RUN"
-LAB_SETTINGS = {  # no news pop-up; every cell attached to the DOM (no layout shifts while scrolling)
+LAB_SETTINGS = {  # no news toast (as `make lab`); every cell in the DOM (no layout shifts while scrolling)
     "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
 }
@@ -383,3 +404,7 @@ class NotebookPage:
         data = self.snap(locator, path) if locator is not None else self.page.screenshot(path=str(path))
         self.shots.append(path)
         return data
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--find-chromium"]:  # used by `make browser-deps`
+    print(find_chromium() or "")
