@@ -513,6 +513,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
     net.train()
     done = step >= total or (cfg.max_steps is not None and step >= cfg.max_steps)
     eff_batch = cfg.effective_batch(world)
+    last_ckpt = time.monotonic()
     while not done and epoch < cfg.epochs:
         batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch, rank, world,
                                 cfg.samples_per_epoch)
@@ -583,8 +584,11 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 done = True
                 break
-            if step % cfg.ckpt_every == 0 and micro < len(batches):
+            minutes = (time.monotonic() - last_ckpt) / 60
+            overdue = world == 1 and cfg.ckpt_minutes is not None and minutes >= cfg.ckpt_minutes
+            if (step % cfg.ckpt_every == 0 or overdue) and micro < len(batches):
                 save_checkpoint()
+                last_ckpt = time.monotonic()
         if micro >= len(batches):
             epoch, micro = epoch + 1, 0
             if epoch % cfg.val_every == 0 or epoch == cfg.epochs:

@@ -23,7 +23,7 @@ COMPILE_POLICIES = ("auto", True, False)
 COMPILE_MIN_IMAGES = 200_000
 # Fields that steer a run without changing what it computes: a resume may change them freely.
 RUN_CONTROL_FIELDS = ("max_steps", "log_every", "num_threads", "tensorboard", "num_workers", "device",
-                      "cache_dir")
+                      "cache_dir", "ckpt_minutes")
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ class TrainConfig:
     Stage: ``"pretrain"`` masks with ``mask`` (a :class:`MaskSpec` string); ``"finetune"`` loads ``init``
     (.safetensors from ``save_pretrained`` or an official .pth), optionally ``freeze``s the pretrained blocks
     and masks with the :class:`CurriculumSchedule` built from the ``curriculum_*`` fields.
-    Steps: ``log_every`` / ``ckpt_every`` in optimizer steps (checkpoints also at each epoch end),
+    Steps: ``log_every`` / ``ckpt_every`` in optimizer steps (checkpoints also at each epoch end and, in a
+    single-process run, at least every ``ckpt_minutes``),
     ``val_every`` in epochs. ``amp``: "auto" | "bf16" | "fp16" (CUDA only) | "off". ``attention``:
     "auto" (explicit "math" attention on CPU, "fused" SDPA on CUDA) | "fused" | "math".
     ``max_steps`` stops early (the schedule still spans ``epochs``); ``num_threads`` sets torch's CPU
@@ -104,6 +105,7 @@ class TrainConfig:
     num_threads: int | None = None
     log_every: int = 10
     ckpt_every: int = 100
+    ckpt_minutes: float | None = 5.0
     val_every: int = 1
     tensorboard: bool = False
     export_dtype: str = "float16"
@@ -145,6 +147,8 @@ class TrainConfig:
                              f"got {self.curriculum_band_ratios}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
+        if self.ckpt_minutes is not None and self.ckpt_minutes <= 0:
+            raise ValueError(f"ckpt_minutes must be > 0 or None, got {self.ckpt_minutes}")
         if self.warmup_epochs < 0 or self.min_lr < 0 or self.weight_decay < 0:
             raise ValueError("warmup_epochs, min_lr and weight_decay must be >= 0")
         if not 0.0 < self.layer_decay <= 1.0:
@@ -365,11 +369,13 @@ PRESETS: dict[str, TrainConfig] = {
                                    snapshot_images=(100_000, 300_000, 1_000_000, 2_000_000)),
     "facade-finetune": TrainConfig(**_FACADE_MODEL, stage="finetune",
                                    init="runs/facade_pretrain/model.safetensors",
-                                   num_new_blocks=2, freeze=True, synthetic=600, val_synthetic=64, epochs=12,
-                                   batch_size=64, blr=5e-4, min_lr=1e-6, warmup_epochs=1, weight_decay=0.05,
-                                   curriculum_warmup_epochs=2, curriculum_block_start=0.1,
-                                   curriculum_block_end=0.5, log_every=5, ckpt_every=25, val_every=3,
-                                   clip_grad=1.0),
+                                   num_new_blocks=2, freeze=True, synthetic=600, val_synthetic=64, epochs=10,
+                                   samples_per_epoch=32_768, batch_size=128, blr=1e-3, min_lr=1e-6,
+                                   warmup_epochs=0.5, weight_decay=0.05, crop_scale=(0.35, 1.0),
+                                   curriculum_warmup_epochs=1, curriculum_block_start=0.1,
+                                   curriculum_block_end=0.5, curriculum_band_share=0.5,
+                                   curriculum_band_ratios=(0.25, 0.6), log_every=20, ckpt_every=150,
+                                   val_every=2, clip_grad=1.0),
     "gpu-vitb": TrainConfig(model="mae_vit_base_patch16", img_size=224, stage="finetune",
                             init="weights/mae_pretrain_vit_base.pth", num_new_blocks=2, freeze=True,
                             epochs=50, batch_size=64, blr=1e-3, min_lr=1e-6, warmup_epochs=5,
