@@ -91,3 +91,43 @@ def test_every_pyproject_dependency_is_installed(env, project):
     needed |= {Requirement(r).name.lower() for r in project["optional-dependencies"]["dev"]}
     assert needed <= covered, f"not installed by environment.yml: {sorted(needed - covered)}"
     assert {"torch", "torchvision", "timm", "pytest", "hypothesis", "pyyaml"} <= needed
+
+
+def _make_n(tmp_path, *args: str) -> str:
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.fail("make is required (the README's two commands are make targets)")
+    proc = subprocess.run(["make", "-n", *args, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_make_lab_runs_as_root_and_without_the_news_toast(tmp_path):
+    import os
+
+    out = _make_n(tmp_path, "lab")
+    lab = next(ln for ln in out.splitlines() if "jupyter lab notebooks/" in ln)
+    assert ("--allow-root" in lab) == (os.geteuid() == 0)
+    assert "--LabApp.news_url=None" in lab and "NeverCheckForUpdate" in lab
+    overrides = next(ln for ln in out.splitlines() if "overrides.json" in ln and "fetchNews" in ln)
+    assert 'fetchNews="false"' in overrides and "checkForUpdates=False" in overrides
+
+
+def test_make_setup_can_install_the_cpu_only_torch(tmp_path):
+    out = _make_n(tmp_path, "setup", "TORCH_INDEX=https://download.pytorch.org/whl/cpu")
+    cpu = "pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1 torchvision==0.29.1"
+    assert cpu in out
+    assert "--index-url" not in _make_n(tmp_path, "setup")
+
+
+def test_make_browser_deps_announces_a_chromium_install(tmp_path):
+    out = _make_n(tmp_path, "browser-deps")
+    script = out[out.index("--find-chromium"):]
+    assert "/usr/bin/chromium" not in script
+    announce, install = script.index("installing Debian's chromium"), script.index("apt-get install -y")
+    assert announce < install and "INSTALL_CHROMIUM=no to skip" in script
+    off = _make_n(tmp_path, "browser-deps", "INSTALL_CHROMIUM=no")
+    assert '[ "no" != "yes" ]' in off
