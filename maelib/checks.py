@@ -3,8 +3,9 @@
 A checker prints one line and returns True (right) or False; it never raises. An exercise that still raises
 ``NotImplementedError`` (or is ``...``) counts as not attempted. torch and maelib load on first use, so that
 importing this module stays light. The checkers follow the notebooks: patchify (01), random masking
-(02), block masks (03), combined counts (04), the masked-only loss (05), trainable parameters (06),
-masked PSNR (07).
+(02), block masks (03), combined counts (04), the encoder, the loss, ``norm_pix_loss`` and one training step
+(05), the sin-cos table (01), trainable parameters (06), masked PSNR (07); and ``check_prediction`` for the
+"predict, then run" questions.
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ def check_random_masking(fn: Callable) -> bool:
 
         from maelib.masking import random_mask
 
+        answers = []
         for n, length, ratio in ((2, 16, 0.75), (3, 10, 0.75)):
             g = torch.Generator().manual_seed(length)
             x, noise = torch.randn(n, length, 4, generator=g), torch.rand(n, length, generator=g)
@@ -176,10 +178,13 @@ def check_random_masking(fn: Callable) -> bool:
             out = _call(fn, x.clone(), ratio, noise.clone())
             parts = tuple(out) if isinstance(out, (tuple, list)) else (out,)
             _judge_mask(_tensor(parts[1] if len(parts) > 1 else parts[0], "the mask"), ref, noise, ratio)
-            if len(parts) == 3:
-                _judge_tokens(_tensor(parts[0], "x_masked"), _tensor(parts[2], "ids_restore"), x, ref)
-        return "the right patches are masked (1 = masked)" + (" and ids_restore puts the visible tokens back"
-                                                              if len(parts) == 3 else "")
+            answers.append((parts, x, ref))
+        for parts, x, ref in answers:             # the masks are right: now the tokens and ids_restore
+            if len(parts) != 3:
+                raise _Wrong(f"the mask is right, but return all three: (x_masked, mask, ids_restore); got "
+                             f"{len(parts)} value(s). The decoder needs ids_restore to put the tokens back")
+            _judge_tokens(_tensor(parts[0], "x_masked"), _tensor(parts[2], "ids_restore"), x, ref)
+        return "the right patches are masked (1 = masked) and ids_restore puts the visible tokens back"
 
     return _run("random masking", body)
 
@@ -425,3 +430,225 @@ def check_masked_psnr(fn: Callable) -> bool:
                      "10 * log10(1 / MSE)")
 
     return _run("masked PSNR", body)
+
+
+# --- predict, then run -------------------------------------------------------------------------------------
+def check_prediction(name: str, guess: Any, actual: Any, why: str, *, atol: float = 0.0,
+                     rtol: float = 0.0) -> bool:
+    """A "predict, then run" question: the learner writes ``guess`` before running the cell.
+
+    Args: name; guess (``...`` = not answered yet: the answer stays hidden); actual: the value the cell
+    computed; why: the explanation, shown once a guess was made; atol / rtol for numbers.
+    Returns: True when the guess matches.
+    """
+    if guess is ... or guess is None:
+        print(f"… {name}: write your prediction in the cell, then run it (the answer is shown after)")
+        return False
+    why_text = f" — {why}" if why else ""
+    if isinstance(actual, (bool, str)) or not isinstance(guess, (int, float)) or isinstance(guess, bool):
+        ok = guess == actual
+    else:
+        ok = abs(float(guess) - float(actual)) <= atol + rtol * abs(float(actual))
+    mark = "✓" if ok else "✗"
+    print(f"{mark} {name}: you predicted {guess!r}, the cell computed {actual!r}{why_text}")
+    return ok
+
+
+# --- 05: the encoder, norm_pix_loss, one training step ------------------------------------------------------
+def _encode(model, imgs, mask_ratio: float, noise, *, pos: bool = True, pos_after: bool = False,
+            cls: bool = True, norm: bool = True, keep_masked: bool = False):
+    """The encoder with one step changed, to recognise a learner's mistake. Returns the latent."""
+    import torch
+
+    from maelib.masking import apply_mask, random_mask
+
+    x = model.patch_embed(imgs)
+    if pos and not pos_after:
+        x = x + model.pos_embed[:, 1:]
+    mask, _ = random_mask(x.shape[0], model.grid_size, mask_ratio, noise=noise)
+    if keep_masked:
+        mask = ~mask
+        x = torch.stack([x[i][mask[i]] for i in range(len(x))])
+    else:
+        x, _, _ = apply_mask(x, mask, noise)
+    if pos_after:
+        x = x + model.pos_embed[:, 1:x.shape[1] + 1]
+    if cls:
+        x = torch.cat([(model.cls_token + model.pos_embed[:, :1]).expand(x.shape[0], -1, -1), x], dim=1)
+    for blk in [*model.blocks, *model.new_blocks]:
+        x = blk(x)
+    return model.norm(x) if norm else x
+
+
+def check_forward_encoder(fn: Callable, model) -> bool:
+    """``fn(model, imgs (N, 3, H, W) normalised, mask_ratio, noise (N, L))`` returning
+    ``(latent (N, 1 + K, D), mask (N, L), ids_restore (N, L))`` as ``model.forward_encoder``."""
+
+    def body() -> str:
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        h, w = model.config.img_size
+        imgs = torch.randn(2, 3, h, w, generator=g)
+        noise = torch.rand(2, model.grid_size[0] * model.grid_size[1], generator=g)
+        with torch.no_grad():
+            want, want_mask, want_restore = model.forward_encoder(imgs, 0.75, noise=noise)
+            out = _call(fn, model, imgs.clone(), 0.75, noise.clone())
+            parts = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+            if len(parts) != 3:
+                raise _Wrong(f"return (latent, mask, ids_restore), got {len(parts)} value(s)")
+            latent = _tensor(parts[0], "latent")
+            if tuple(latent.shape) != tuple(want.shape):
+                k = want.shape[1] - 1
+                extra = (": did you forget to put the cls token in front?" if latent.shape[1] == k else
+                         ": the encoder must see only the visible tokens (plus cls)"
+                         if latent.shape[1] > want.shape[1] else "")
+                raise _Wrong(f"latent has shape {tuple(latent.shape)}, expected (N, 1 + K, D) = "
+                             f"{tuple(want.shape)}{extra}")
+            _judge_mask(_tensor(parts[1], "the mask") > 0.5, want_mask.bool(), noise, 0.75)
+            if not torch.equal(_tensor(parts[2], "ids_restore").long(), want_restore):
+                raise _Wrong("ids_restore differs from the model's: derive it from the mask and noise "
+                             "(maelib.apply_mask returns it)")
+            if _same(latent, want, 1e-4):
+                return (f"latent {tuple(want.shape)}: cls + the {want.shape[1] - 1} visible tokens, as "
+                        "forward_encoder")
+            _diagnose(latent, [
+                (_encode(model, imgs, 0.75, noise, pos=False), "you left out the position embeddings: add "
+                 "model.pos_embed[:, 1:] to the patch tokens BEFORE masking"),
+                (_encode(model, imgs, 0.75, noise, pos_after=True), "you added the positions after masking: "
+                 "the kept tokens then get the positions 0..K-1 instead of their own; add them before"),
+                (_encode(model, imgs, 0.75, noise, norm=False), "apply the final LayerNorm, model.norm, "
+                 "after the blocks"),
+            ], atol=1e-4)
+            raise _Wrong("the shapes are right but the values differ: patch_embed + pos_embed[:, 1:], "
+                         "gather the visible tokens, prepend cls_token + pos_embed[:, :1], blocks, norm")
+
+    return _run("forward_encoder", body)
+
+
+def check_norm_pix_target(fn: Callable) -> bool:
+    """``fn(target (N, L, D)) -> (N, L, D)``: each patch normalised by its own mean and variance, as MAE's
+    ``norm_pix_loss``: ``(t - mean) / (var + 1e-6) ** 0.5`` over the last axis (``var`` unbiased)."""
+
+    def body() -> str:
+        import torch
+
+        g = torch.Generator().manual_seed(0)
+        t = torch.randn(2, 6, 12, generator=g) * 2 + 1
+        t[0, 3] = 0.7                                         # a flat patch: variance 0
+        mean, var = t.mean(-1, keepdim=True), t.var(-1, keepdim=True)
+        want = (t - mean) / (var + 1e-6) ** 0.5
+        got = _tensor(_call(fn, t.clone()), "your target")
+        if tuple(got.shape) != tuple(want.shape):
+            raise _Wrong(f"your target has shape {tuple(got.shape)}, expected the input's "
+                         f"{tuple(want.shape)}")
+        if not torch.isfinite(got).all():
+            raise _Wrong("a flat patch (variance 0) gives inf / nan: add 1e-6 to the variance before the "
+                         "square root")
+        if _same(got, want, 1e-4):
+            return "every patch has mean 0 and variance 1 (flat patches stay finite)"
+        _diagnose(got, [
+            ((t - t.mean(1, keepdim=True)) / (t.var(1, keepdim=True) + 1e-6) ** 0.5,
+             "you normalised across patches (dim=1); normalise each patch over its own values (dim=-1)"),
+            ((t - mean) / (t.var(-1, keepdim=True, unbiased=False) + 1e-6) ** 0.5,
+             "MAE uses the unbiased variance, tensor.var(dim=-1) (torch's default)"),
+            (t - mean, "divide by the standard deviation too: (var + 1e-6) ** 0.5"),
+            ((t - mean) / (var + 1e-6), "divide by the square root of the variance, not the variance"),
+            ((t - t.mean()) / (t.var() + 1e-6) ** 0.5, "use each patch's own mean and variance "
+                                                      "(keepdim=True over dim=-1), not the whole tensor's"),
+        ], atol=1e-4)
+        raise _Wrong("each patch: subtract its mean, divide by (var + 1e-6) ** 0.5, over dim=-1")
+
+    return _run("norm_pix_loss target", body)
+
+
+def check_sincos_table(fn: Callable) -> bool:
+    """``fn(embed_dim D, grid (gh, gw)) -> (gh*gw, D)``: MAE's 2-D sin-cos table without the cls row; the
+    first D/2 values encode the column, the last D/2 the row, each as [sin | cos] of D/4 frequencies."""
+
+    def body() -> str:
+        import numpy as np
+
+        from maelib.pos_embed import get_2d_sincos_pos_embed
+
+        d, grid = 16, (3, 5)
+        want = get_2d_sincos_pos_embed(d, grid)
+        got = _tensor(_call(fn, d, grid), "your table").double()
+        if tuple(got.shape) == (grid[0] * grid[1] + 1, d):
+            raise _Wrong("leave out the cls row: return (gh * gw, D)")
+        if tuple(got.shape) != want.shape:
+            raise _Wrong(f"your table has shape {tuple(got.shape)}, expected (gh * gw, D) = {want.shape}")
+        if _same(got, want, 1e-5):
+            return "columns in the first half, rows in the second, [sin | cos] of D/4 frequencies each"
+        half = d // 2
+        gw_, gh_ = np.meshgrid(np.arange(grid[1]), np.arange(grid[0]))
+
+        def table(omega_scale: float = 1.0, cos_first: bool = False, order: str = "C"):
+            omega = 1.0 / 10000 ** (omega_scale * np.arange(d // 4) / (d / 4.0))
+            halves = []
+            for pos in (gw_, gh_):
+                out = np.outer(pos.reshape(-1, order=order), omega)
+                halves += [np.cos(out), np.sin(out)] if cos_first else [np.sin(out), np.cos(out)]
+            return np.concatenate(halves, 1)
+
+        _diagnose(got, [
+            (np.concatenate([want[:, half:], want[:, :half]], 1),
+             "the halves are swapped: the first D/2 values encode the column (w), the last D/2 the row (h)"),
+            (table(cos_first=True), "sin and cos are swapped: each half is [sin | cos]"),
+            (table(omega_scale=2.0), "the frequencies are off: omega_k = 1 / 10000 ** (k / (D/4)) for "
+                                     "k = 0 .. D/4 - 1"),
+            (table(order="F"), "the positions are in column-major order; patches are numbered row by row"),
+        ], atol=1e-5)
+        raise _Wrong("compare with the formula of Section 4: e(i, j) = [sin(j w), cos(j w), sin(i w), "
+                     "cos(i w)]")
+
+    return _run("2-D sin-cos table", body)
+
+
+def check_train_step(fn: Callable, make_model: Callable) -> bool:
+    """``fn(model, optimizer, imgs (N, 3, H, W) normalised, generator) -> loss`` (a float or a 0-d tensor):
+    one MAE training step (random 0.75 masks drawn with ``generator``: forward, backward, step, zero the
+    gradients). ``make_model()`` builds a fresh, identical small model each time."""
+
+    def body() -> str:
+        import torch
+
+        def reference(model, opt, imgs, g):
+            loss, _, _ = model(imgs, mask_ratio=0.75, generator=g)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return loss.item()
+
+        def no_zero(model, opt, imgs, g):
+            loss, _, _ = model(imgs, mask_ratio=0.75, generator=g)
+            loss.backward()
+            opt.step()
+            return loss.item()
+
+        def run(step):
+            torch.manual_seed(0)
+            model = make_model().train()
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            h, w = model.config.img_size
+            imgs = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(1))
+            g = torch.Generator().manual_seed(2)
+            losses = [float(_tensor(step(model, opt, imgs, g), "your loss").reshape(-1)[0]) for _ in range(2)]
+            return losses, torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+        (want_l, want_p), (got_l, got_p) = run(reference), run(lambda *a: _call(fn, *a))
+        _, start = run(lambda *a: torch.tensor(0.0))
+        if torch.allclose(got_p, start):
+            raise _Wrong("the parameters did not change: call loss.backward() and then optimizer.step()")
+        if abs(got_l[0] - want_l[0]) > 1e-4 * max(1.0, abs(want_l[0])):
+            raise _Wrong(f"your first loss is {got_l[0]:.4f}, expected {want_l[0]:.4f}: use "
+                         "loss, pred, mask = model(imgs, mask_ratio=0.75, generator=generator)")
+        if torch.allclose(got_p, want_p, atol=1e-5):
+            return f"two steps: loss {want_l[0]:.4f} -> {want_l[1]:.4f}, the parameters match the reference"
+        if torch.allclose(got_p, run(no_zero)[1], atol=1e-5):
+            raise _Wrong("the gradients of the first step were added to the second: call "
+                         "optimizer.zero_grad() in every step")
+        raise _Wrong("after two steps the parameters differ from the reference: forward, zero_grad, "
+                     "backward, step — in that order, once per call")
+
+    return _run("training step", body)

@@ -55,12 +55,25 @@ def execute(paths: list[Path], timeout: int = 1200, kernel: str = "python3") -> 
         print(f"executed {path}")
 
 
+_VERDICT_RE = re.compile(r"^(…|✓|✗) ", re.M)
+
+
+def has_checker_output(cell) -> bool:
+    """Whether a code cell's outputs hold an exercise checker's verdict (a line starting with …, ✓ or ✗)."""
+    return any(_VERDICT_RE.search(out.get("text", "") if isinstance(out.get("text", ""), str) else "")
+               for out in cell.get("outputs", []))
+
+
 def strip_solutions(nb):
-    """Return a copy of ``nb`` whose cells tagged ``solution`` are replaced by a stub and lose outputs."""
+    """Return a copy of ``nb`` for students: cells tagged ``solution`` are replaced by a stub and lose their
+    outputs, and checker cells lose their stored verdicts (they were computed with the reference solution)."""
     import copy
 
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
+        if cell.cell_type == "code" and has_checker_output(cell):
+            cell.outputs = []
+            cell.execution_count = None
         if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
             if cell.cell_type == "code":
                 cell.source = STUDENT_STUB

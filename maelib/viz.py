@@ -358,3 +358,133 @@ def plot_compute_vs_ratio(ratios: Sequence[float] | None = None, num_patches: in
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+# --- the architecture in one picture ----------------------------------------------------------------------
+_VISIBLE_EDGE, _MASK_TOKEN, _LOSS = "black", (0.80, 0.80, 0.80), "tab:red"
+
+
+def _patch_colors(image, grid: tuple[int, int]) -> np.ndarray:
+    """Mean colour of each cell of a ``grid`` over the image (adaptive average pooling).
+    Returns: `(gh, gw, 3)`."""
+    x = to_chw(image).expand(3, -1, -1)
+    return torch.nn.functional.adaptive_avg_pool2d(x[None], grid)[0].permute(1, 2, 0).clamp(0, 1).numpy()
+
+
+def _tokens(ax: Axes, x: float, y: float, colors, size: float, masked=None, outline=None, gid=None) -> None:
+    """Draw a grid of squares (``colors`` `(r, c, 3)`), top-left corner at (x, y); masked cells grey."""
+    from matplotlib.patches import Rectangle
+
+    rows, cols = colors.shape[:2]
+    for r in range(rows):
+        for c in range(cols):
+            m = masked is not None and bool(masked[r, c])
+            face = _MASK_TOKEN if m else colors[r, c]
+            edge = outline if (outline is not None and m) else "white"
+            ax.add_patch(Rectangle((x + c * size, y - (r + 1) * size), size, size, fc=face, ec=edge,
+                                   lw=1.2 if edge != "white" else 0.6, gid=gid))
+
+
+def _box(ax: Axes, x: float, y: float, w: float, h: float, text: str, color: str) -> None:
+    from matplotlib.patches import FancyBboxPatch
+
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02,rounding_size=0.08", fc=color,
+                                ec="black", lw=0.8, alpha=0.9))
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8, wrap=True)
+
+
+def _arrow(ax: Axes, x0: float, x1: float, y: float) -> None:
+    ax.annotate("", (x1, y), (x0, y), arrowprops=dict(arrowstyle="-|>", lw=1.0, color="0.25"))
+
+
+def plot_mae_architecture(image=None, grid: int | tuple[int, int] = 4, mask_ratio: float = 0.75,
+                          seed: int = 0, compact: bool = False) -> Figure:
+    """The MAE in one picture: image -> patches -> keep 25 % -> encoder -> + mask tokens + position ->
+    decoder -> loss on the masked patches only.
+
+    Args:
+        image: `(3, H, W)` in [0, 1] whose patch colours fill the token squares (a colour ramp when None).
+        grid: the small patch grid drawn, ``(gh, gw)`` (a sketch; not the model's grid).
+        mask_ratio: the fraction of patches hidden (official rule: keep ``int(L * (1 - mask_ratio))``).
+        seed: seeds the generator that draws the random mask.
+        compact: one row of stages with short labels (for an overview).
+    Returns:
+        the Figure.
+    """
+    from .masking import random_mask
+
+    gh, gw = (grid, grid) if isinstance(grid, int) else tuple(grid)
+    if gh < 1 or gw < 1 or gh * gw > 64:
+        raise ValueError(f"grid must have between 1 and 64 cells, got {(gh, gw)}")
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+    if image is None:
+        u, v = np.meshgrid(np.linspace(0, 1, gw), np.linspace(0, 1, gh))
+        colors = np.stack([0.35 + 0.5 * u, 0.45 + 0.3 * v, 0.75 - 0.4 * u], -1).clip(0, 1)
+    else:
+        colors = _patch_colors(image, (gh, gw))
+    length = gh * gw
+    mask = random_mask(1, (gh, gw), mask_ratio, generator=torch.Generator().manual_seed(int(seed)))[0]
+    masked = mask.reshape(gh, gw).numpy()
+    keep = length - int(masked.sum())
+    flat = colors.reshape(-1, 3)
+    visible = flat[~masked.reshape(-1)][None]                      # (1, K, 3): the encoder's input
+    s = 0.22 if compact else 0.26                                  # one token square
+    wide = max(gw * s, 1.0)
+    fig = new_figure(11.0 if not compact else 9.0, 2.6 if not compact else 1.9, layout=None)
+    ax = fig.add_axes((0.005, 0.02, 0.99, 0.96))
+    ax.set_axis_off()
+    top, y_mid = gh * s + 0.35, (gh * s) / 2 + 0.05
+    x = 0.1
+    steps = []
+    if image is not None:
+        ax.imshow(to_hwc(image), extent=(x, x + gw * s, top - 0.35 - gh * s, top - 0.35), zorder=1)
+    else:
+        _tokens(ax, x, top - 0.35, colors, s)
+    steps.append((x, gw * s, "image" if compact else "image (3, H, W)"))
+    x += wide + 0.45
+    _tokens(ax, x, top - 0.35, colors, s)
+    steps.append((x, gw * s, f"{length} patches" if compact else f"patchify + embed:\nL = {length} tokens"))
+    x += wide + 0.45
+    _tokens(ax, x, top - 0.35, colors, s, masked)
+    steps.append((x, gw * s, f"keep {keep}" if compact else
+                  f"random mask: keep {keep} ({1 - mask_ratio:.0%}),\nhide {length - keep} (1 = masked)"))
+    x += wide + 0.45
+    col = min(keep, 8)
+    _tokens(ax, x, top - 0.35, visible[:, :col].reshape(col, 1, 3), s * 0.9)
+    steps.append((x, s, "visible only" if compact else f"{keep} visible\ntokens + pos"))
+    x += s + 0.35
+    enc_w = 1.1 if not compact else 0.9
+    _box(ax, x, 0.1, enc_w, top - 0.5, "encoder\n(big ViT)\nvisible\ntokens only", "#c6dbef")
+    steps.append((x, enc_w, "" if compact else "sees 25 % of\nthe tokens: cheap"))
+    x += enc_w + 0.45
+    _tokens(ax, x, top - 0.35, colors, s, masked)
+    steps.append((x, gw * s, "+ mask tokens" if compact else
+                  "+ a shared mask token\nper hidden patch,\n+ position embeddings"))
+    x += wide + 0.45
+    dec_w = 0.9 if not compact else 0.8
+    _box(ax, x, 0.1, dec_w, top - 0.5, "decoder\n(small)", "#fdd0a2")
+    steps.append((x, dec_w, "" if compact else "predicts the pixels\nof every patch"))
+    x += dec_w + 0.45
+    _tokens(ax, x, top - 0.35, colors, s, None)
+    for r in range(gh):
+        for c in range(gw):
+            if masked[r, c]:
+                from matplotlib.patches import Rectangle
+
+                ax.add_patch(Rectangle((x + c * s, top - 0.35 - (r + 1) * s), s, s, fc="none", ec=_LOSS,
+                                       lw=1.6))
+    steps.append((x, gw * s, "loss: masked only" if compact else
+                  "loss = MSE on the\nmasked patches only\n(red); visible ignored"))
+    x_end = x + wide
+    for (x0, w0, _), (x1, _, _) in zip(steps, steps[1:]):
+        _arrow(ax, x0 + w0 + 0.04, x1 - 0.06, y_mid + 0.1)
+    for x0, w0, text in steps:
+        if text:
+            ax.text(x0 + w0 / 2, top - 0.22, text, ha="center", va="bottom", fontsize=7.5 if compact else 8)
+    ax.set_xlim(0, x_end + 0.1)
+    ax.set_ylim(0, top + (0.45 if compact else 0.75))
+    ax.set_aspect("equal")
+    ax.set_title("the Masked Autoencoder (He et al., 2022)" if not compact else "MAE in one line",
+                 fontsize=10, y=0.97)
+    return fig

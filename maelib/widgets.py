@@ -32,6 +32,7 @@ from .viz import (
 )
 
 # --- compute and plot: mask, patch-grid and curriculum states ----------------------------------------------
+STATIC_CAPTION = "Static preview: run the notebook to use the controls"
 _FLIPPED = "; flipped: array row 0 is the bottom, so it sits at the top of the array"
 
 
@@ -253,9 +254,13 @@ class Explorer:
     """
 
     def __init__(self, compute: Callable, plot: Callable, params: dict[str, W.ValueWidget],
-                 dpi: int = 72, static: bool = True) -> None:
+                 dpi: int = 72, static: bool = True, examples: list[dict] | None = None) -> None:
         self._compute, self._plot, self._params = compute, plot, params
         self.dpi, self.static = dpi, static
+        self.examples = [dict(e) for e in examples or []]
+        unknown = sorted({k for e in self.examples for k in e} - set(params))
+        if unknown:
+            raise ValueError(f"examples name unknown controls {unknown}; the controls are {sorted(params)}")
         self.controls = {w.description: w for w in params.values()}
         self.label, self.message, self.output = W.Label(), W.HTML(), W.Output()
         self.box = W.VBox([*self.controls.values(), self.label, self.message, self.output])
@@ -286,12 +291,60 @@ class Explorer:
     def _on_change(self, change) -> None:
         self.update()
 
+    def preview_states(self) -> list:
+        """The states of the static preview: the current setting, then each of ``examples`` (applied on top
+        of the current values), at most three in all."""
+        settings = [self.values()] + [{**self.values(), **e} for e in self.examples]
+        unique = [s for i, s in enumerate(settings) if s not in settings[:i]]
+        return [self.state] + [self._compute(**s) for s in unique[1:3]]
+
+    def static_preview(self) -> Figure:
+        """One figure for views without a kernel (GitHub, nbviewer, an un-run notebook): up to three
+        settings side by side, each with its count label, under the caption :data:`STATIC_CAPTION`."""
+        import numpy as np
+
+        states = self.preview_states()
+        shots = []
+        for st in states:
+            f = self._plot(st, None)
+            f.canvas.draw()
+            shots.append(np.asarray(f.canvas.buffer_rgba()))
+        n = len(states)
+        hs, ws = [a.shape[0] / 72 for a in shots], [a.shape[1] / 72 for a in shots]
+        if max(ws) > 2 * max(hs):                           # wide figures: one setting per row
+            w, h = max(ws), sum(h + 0.25 for h in hs)
+            fig = new_figure(w, h + 0.45, None)
+            y = 1.0 - 0.45 / (h + 0.45)
+            for st, a, hi in zip(states, shots, hs):
+                y -= (hi + 0.25) / (h + 0.45)
+                ax = fig.add_axes((0.0, y + 0.2 / (h + 0.45), 1.0, hi / (h + 0.45)))
+                ax.imshow(a)
+                ax.set_axis_off()
+                ax.text(0.5, 0.0, st.label, transform=ax.transAxes, ha="center", va="top", fontsize=8)
+        else:
+            w, h = sum(ws), max(hs)
+            fig = new_figure(min(w, 14.0), min(w, 14.0) / w * h + 0.75, None)
+            x = 0.0
+            for st, a in zip(states, shots):
+                ax = fig.add_axes((x, 0.1, a.shape[1] / 72 / w, 0.72))
+                x += a.shape[1] / 72 / w
+                ax.imshow(a)
+                ax.set_axis_off()
+                ax.text(0.5, -0.02, st.label, transform=ax.transAxes, ha="center", va="top", fontsize=7)
+        fig.suptitle(f"{STATIC_CAPTION} ({n} setting{'s' if n > 1 else ''} shown)", fontsize=9, y=0.98,
+                     color="0.3")
+        return fig
+
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        """The live widget view plus a PNG of the figure for frontends (and saved copies) without widgets."""
+        """The live widget view, plus (``static=True``) for frontends and saved copies without widgets a PNG
+        preview of up to three settings under a caption, and the caption and count as text."""
         data = dict(self.box._repr_mimebundle_())
         data["text/plain"] = self.state.label
         if self.static:
-            data["image/png"] = base64.b64encode(self.png).decode("ascii")
+            buf = io.BytesIO()
+            self.static_preview().savefig(buf, format="png", dpi=self.dpi, pil_kwargs={"compress_level": 6})
+            data["image/png"] = base64.b64encode(buf.getvalue()).decode("ascii")
+            data["text/plain"] = f"{STATIC_CAPTION}. {self.state.label}"
         return data
 
     def _ipython_display_(self) -> None:
@@ -326,22 +379,25 @@ def patch_size_widget(image, patch_size: int = 16, static: bool = True) -> Explo
         raise ValueError(f"patch_size must divide the image size {(h, w)}: one of {sizes}, got {patch_size}")
     ctl = W.SelectionSlider(options=sizes, value=patch_size, description="patch size",
                             continuous_update=False, **_STYLE)
+    others = [p for p in (sizes[0], sizes[-1]) if p != patch_size]
     return Explorer(lambda patch_size: patch_grid_state(x, patch_size), plot_patch_grid_state,
-                    {"patch_size": ctl}, static=static)
+                    {"patch_size": ctl}, static=static, examples=[{"patch_size": p} for p in others])
 
 
-def _mask_widget(image, patch_size: int, mode: str, params: dict, static: bool) -> Explorer:
+def _mask_widget(image, patch_size: int, mode: str, params: dict, static: bool,
+                 examples: list[dict]) -> Explorer:
     x = to_chw(image)
     grid_size(tuple(x.shape[-2:]), patch_size)
     return Explorer(lambda **kw: mask_state(x, patch_size, mode, **kw), plot_mask_state, params,
-                    static=static)
+                    static=static, examples=examples)
 
 
 def random_mask_widget(image, patch_size: int = 16, mask_ratio: float = 0.75, seed: int = 0,
                        static: bool = True) -> Explorer:
     """Random masking: mask ratio and seed."""
     params = {"mask_ratio": _slider("mask ratio", mask_ratio), "seed": _seed(seed)}
-    return _mask_widget(image, patch_size, "random", params, static)
+    return _mask_widget(image, patch_size, "random", params, static,
+                        [{"mask_ratio": 0.5}, {"mask_ratio": 0.9, "seed": 1}])
 
 
 def block_mask_widget(image, patch_size: int = 16, block_ratio: float = 0.5, flipped: bool = False,
@@ -349,7 +405,8 @@ def block_mask_widget(image, patch_size: int = 16, block_ratio: float = 0.5, fli
     """Row-band masking: block ratio, flipped, random offset, seed."""
     params = {"block_ratio": _slider("block ratio", block_ratio), "flipped": _check("flipped", flipped),
               "random_offset": _check("random offset", random_offset), "seed": _seed(seed)}
-    return _mask_widget(image, patch_size, "block", params, static)
+    return _mask_widget(image, patch_size, "block", params, static,
+                        [{"flipped": not flipped}, {"random_offset": True, "block_ratio": 0.3, "seed": 1}])
 
 
 def block_bbox_mask_widget(image, patch_size: int = 16, block_ratio: float = 0.3,
@@ -360,7 +417,9 @@ def block_bbox_mask_widget(image, patch_size: int = 16, block_ratio: float = 0.3
               "horizontal_random_offset": _check("horizontal offset", horizontal_random_offset),
               "random_offset": _check("random offset", random_offset), "flipped": _check("flipped", flipped),
               "seed": _seed(seed)}
-    return _mask_widget(image, patch_size, "block_bbox", params, static)
+    return _mask_widget(image, patch_size, "block_bbox", params, static,
+                        [{"block_ratio": 0.1, "horizontal_random_offset": True, "seed": 1},
+                         {"block_ratio": 0.5, "random_offset": True, "seed": 2}])
 
 
 def combined_mask_widget(image, patch_size: int = 16, block_ratio: float = 0.3, random_ratio: float = 0.45,
@@ -371,7 +430,9 @@ def combined_mask_widget(image, patch_size: int = 16, block_ratio: float = 0.3, 
               "random_ratio": _slider("random ratio", random_ratio), "flipped": _check("flipped", flipped),
               "horizontal_random_offset": _check("horizontal offset", horizontal_random_offset),
               "random_offset": _check("random offset", random_offset), "seed": _seed(seed)}
-    return _mask_widget(image, patch_size, "combined", params, static)
+    return _mask_widget(image, patch_size, "combined", params, static,
+                        [{"block_ratio": 0.1, "random_ratio": 0.65},
+                         {"block_ratio": 0.5, "random_ratio": 0.25}])
 
 
 def curriculum_widget(epochs: int = 20, warmup: int = 2, block_start: float = 0.1, block_end: float = 0.5,
@@ -382,4 +443,141 @@ def curriculum_widget(epochs: int = 20, warmup: int = 2, block_start: float = 0.
               "block_start": _slider("block start", block_start, 0.0, total_ratio),
               "block_end": _slider("block end", block_end, 0.0, total_ratio)}
     return Explorer(lambda **kw: curriculum_state(total_ratio=total_ratio, **kw), plot_curriculum_state,
-                    params, static=static)
+                    params, static=static, examples=[{"warmup": 0, "block_end": 0.3},
+                                                     {"block_start": 0.3, "block_end": 0.7}])
+
+
+# --- the model-driven explorer: MAE against Telea on one test facade ---------------------------------------
+INPAINT_MODES = ("random", "block", "block_bbox")
+
+
+@dataclass(frozen=True)
+class InpaintState:
+    """One inpainting comparison: the facade ``image`` `(3, H, W)`, the ``mask`` `(gh, gw)` (1 = masked),
+    the masked input, the MAE's and Telea's pasted results `(3, H, W)` and their masked PSNRs in dB."""
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    patch_size: int
+    masked_image: torch.Tensor
+    mae: torch.Tensor
+    telea: torch.Tensor
+    mae_psnr: float
+    telea_psnr: float
+    title: str
+    error: str | None = None
+
+    @property
+    def num_masked(self) -> int:
+        return int(self.mask.sum())
+
+    @property
+    def num_visible(self) -> int:
+        return self.mask.numel() - self.num_masked
+
+    @property
+    def winner(self) -> str:
+        return "MAE" if self.mae_psnr > self.telea_psnr else "Telea"
+
+    @property
+    def label(self) -> str:
+        return (f"visible patches: {self.num_visible} / {self.mask.numel()} | masked PSNR: "
+                f"MAE {self.mae_psnr:.2f} dB, Telea {self.telea_psnr:.2f} dB")
+
+    @property
+    def message(self) -> str:
+        gap = self.mae_psnr - self.telea_psnr
+        return (f"{self.title}: the MAE is {abs(gap):.2f} dB {'above' if gap > 0 else 'below'} Telea on this "
+                "facade (PSNR over the masked pixels only; higher is closer to the photo)")
+
+
+def inpaint_state(model, images: torch.Tensor, index: int = 0, mask_mode: str = "random",
+                  ratio: float = 0.75, seed: int = 0) -> InpaintState:
+    """Mask one facade, fill it with the MAE and with OpenCV's Telea, score both on the masked pixels.
+
+    Args:
+        model: a :class:`maelib.model.MaskedAutoencoderViT`.
+        images: `(N, 3, H, W)` in [0, 1] (resized to the model by :func:`maelib.inference.reconstruct`).
+        index: which image.
+        mask_mode: ``"random"`` (``ratio`` = mask ratio), ``"block"`` (a row band) or ``"block_bbox"``
+            (a square block); ``ratio`` is the block ratio for the last two.
+        ratio: in [0, 0.95].
+        seed: seeds the mask's generator.
+    Returns:
+        :class:`InpaintState`.
+    """
+    from .baselines import inpaint_telea
+    from .inference import reconstruct
+    from .metrics import masked_psnr
+
+    if mask_mode not in INPAINT_MODES:
+        raise ValueError(f"mask_mode must be one of {INPAINT_MODES}, got {mask_mode!r}")
+    if not 0.0 <= float(ratio) <= 0.95:
+        raise ValueError(f"ratio must be in [0, 0.95], got {ratio}")
+    if not 0 <= int(index) < len(images):
+        raise ValueError(f"index must be in 0..{len(images) - 1}, got {index}")
+    key = "mask_ratio" if mask_mode == "random" else "block_ratio"
+    ratio = max(float(ratio), 1e-3 if mask_mode != "random" else 0.0)
+    r = reconstruct(model, images[int(index)][None], mask_mode,
+                    generator=torch.Generator().manual_seed(int(seed)), **{key: float(ratio)})
+    if not bool(r.mask.any()):
+        m = torch.zeros(model.grid_size, dtype=torch.bool)
+        return InpaintState(r.images[0], m, model.patch_size, r.images[0], r.images[0], r.images[0],
+                            float("inf"), float("inf"), "nothing masked",
+                            "raise the ratio: nothing is masked")
+    telea = inpaint_telea(r.images, r.pixel_mask)
+    scores = masked_psnr(torch.cat([r.pasted, telea]), r.images.expand(2, -1, -1, -1),
+                         r.pixel_mask.expand(2, -1, -1, -1))
+    names = {"random": "random", "block": "row band", "block_bbox": "square block"}
+    mask = r.mask[0].reshape(model.grid_size)
+    shown = masked_image(r.images[0], mask, model.patch_size)
+    return InpaintState(r.images[0], mask, model.patch_size, shown, r.pasted[0], telea[0], float(scores[0]),
+                        float(scores[1]),
+                        f"image {int(index)}, {names[mask_mode]} {ratio:.2f}")
+
+
+def plot_inpaint_state(state: InpaintState, fig: Figure | None = None) -> Figure:
+    """Masked input, MAE and Telea side by side with their masked PSNRs; updates ``fig`` in place."""
+    panels = [(state.masked_image, f"input: {state.num_masked} patches masked"),
+              (state.mae, f"MAE: {state.mae_psnr:.2f} dB"),
+              (state.telea, f"Telea: {state.telea_psnr:.2f} dB"),
+              (state.image, "original")]
+    key = f"inpaint:{tuple(state.image.shape)}"
+    axes = fig.axes if fig is not None else []
+    if len(axes) == 4 and axes[0].get_gid() == key:
+        for ax, (img, title) in zip(axes, panels):
+            ax.images[0].set_data(to_hwc(img))
+            ax.set_title(title, fontsize=9, y=1.0)
+    else:
+        if fig is not None:
+            fig.clear()
+        h, w = state.image.shape[-2:]
+        fig = fig if fig is not None else new_figure(8.4, 2.1 * h / w + 0.35, None)
+        for i, (img, title) in enumerate(panels):
+            ax = fig.add_axes((0.005 + i * 0.25, 0.02, 0.24, 0.84))
+            ax.imshow(to_hwc(img), interpolation="nearest")
+            ax.set_axis_off()
+            ax.set_title(title, fontsize=9, y=1.0)
+            ax.set_gid(key)
+    win = 1 if state.mae_psnr > state.telea_psnr else 2
+    for i, ax in enumerate(fig.axes):
+        ax.title.set_color("tab:green" if i == win and not state.error else "black")
+    return fig
+
+
+def inpainting_widget(model, images: torch.Tensor, index: int = 0, mask_mode: str = "random",
+                      ratio: float = 0.75, seed: int = 0, static: bool = True) -> Explorer:
+    """The bundled (or any) MAE against Telea, live: facade, mask mode, ratio, seed.
+
+    Args: model; images `(N, 3, H, W)` in [0, 1]; the initial control values (see :func:`inpaint_state`).
+    Returns: an :class:`Explorer` whose static preview shows three settings.
+    """
+    images = images.detach().cpu().float()
+    params = {"index": _slider("facade", int(index), 0, len(images) - 1, 1),
+              "mask_mode": W.Dropdown(options=list(INPAINT_MODES), value=mask_mode, description="mask mode",
+                                      **_STYLE),
+              "ratio": _slider("mask ratio", float(ratio), 0.05, 0.95, 0.05), "seed": _seed(seed)}
+    examples = [dict(mask_mode="random", ratio=0.75), dict(mask_mode="block", ratio=0.5),
+                dict(mask_mode="block_bbox", ratio=0.3)]
+    return Explorer(lambda **kw: inpaint_state(model, images, **kw), plot_inpaint_state, params,
+                    static=static, examples=examples)

@@ -82,8 +82,8 @@ def _official(x, mask_ratio, noise):
 def test_check_random_masking(capsys):
     _v(capsys, C.check_random_masking(_not_yet), False, C.NOT_ATTEMPTED)
     _v(capsys, C.check_random_masking(_official), True, "ids_restore")
-    _v(capsys, C.check_random_masking(lambda *a: _official(*a)[1].bool()), True)
-    _v(capsys, C.check_random_masking(lambda *a: _official(*a)[:2]), True)
+    _v(capsys, C.check_random_masking(lambda *a: _official(*a)[1].bool()), False, "return all three")
+    _v(capsys, C.check_random_masking(lambda *a: _official(*a)[:2]), False, "ids_restore")
     _v(capsys, C.check_random_masking(lambda *a: ...), False, C.NOT_ATTEMPTED)
     _v(capsys, C.check_random_masking(lambda *a: 1 - _official(*a)[1]), False,
              "marks 4 patches, expected 12 masked", "KEPT")
@@ -238,3 +238,112 @@ def test_check_trainable_params(capsys, frozen_model):
              "p.numel()")
     _v(capsys, C.check_trainable_params(trainable + 1, frozen_model), False, f"expected {trainable:,}")
     _v(capsys, C.check_trainable_params("many", frozen_model), False, "whole number")
+
+
+def test_check_prediction(capsys):
+    _v(capsys, C.check_prediction("tokens", ..., 50, "49 visible + cls"), False, "write your prediction")
+    _v(capsys, C.check_prediction("tokens", 50, 50, "49 visible + cls"), True, "✓", "49 visible + cls")
+    _v(capsys, C.check_prediction("tokens", 197, 50, "49 visible + cls"), False, "✗", "197", "50")
+    _v(capsys, C.check_prediction("dB", 15.3, 15.0, "", atol=0.5), True)
+    _v(capsys, C.check_prediction("winner", "telea", "MAE", "see the table"), False, "'telea'")
+
+
+@pytest.fixture(scope="module")
+def enc_model():
+    torch.manual_seed(0)
+    return mae_vit_tiny_patch16(img_size=32, depth=2, decoder_depth=1).eval()
+
+
+def _my_encoder(model, imgs, mask_ratio, noise, pos=True, pos_after=False, norm=True, cls=True):
+    from maelib.masking import apply_mask, random_mask
+
+    x = model.patch_embed(imgs) + (model.pos_embed[:, 1:] if pos and not pos_after else 0)
+    mask, _ = random_mask(x.shape[0], model.grid_size, mask_ratio, noise=noise)
+    x, _, ids_restore = apply_mask(x, mask, noise)
+    if pos_after:
+        x = x + model.pos_embed[:, 1:x.shape[1] + 1]
+    if cls:
+        x = torch.cat([(model.cls_token + model.pos_embed[:, :1]).expand(x.shape[0], -1, -1), x], 1)
+    for blk in model.blocks:
+        x = blk(x)
+    return (model.norm(x) if norm else x), mask.float(), ids_restore
+
+
+def test_check_forward_encoder(capsys, enc_model):
+    m = enc_model
+    _v(capsys, C.check_forward_encoder(_not_yet, m), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_forward_encoder(_my_encoder, m), True, "visible tokens")
+    _v(capsys, C.check_forward_encoder(lambda *a: _my_encoder(*a, pos=False), m), False,
+       "position embeddings")
+    _v(capsys, C.check_forward_encoder(lambda *a: _my_encoder(*a, pos_after=True), m), False, "after masking")
+    _v(capsys, C.check_forward_encoder(lambda *a: _my_encoder(*a, norm=False), m), False, "model.norm")
+    _v(capsys, C.check_forward_encoder(lambda *a: _my_encoder(*a, cls=False), m), False, "cls token")
+    _v(capsys, C.check_forward_encoder(lambda *a: _my_encoder(*a)[0], m), False,
+       "(latent, mask, ids_restore)")
+    _v(capsys, C.check_forward_encoder(lambda *a: (_my_encoder(*a)[0], 1 - _my_encoder(*a)[1],
+                                                   _my_encoder(*a)[2]), m), False, "KEPT")
+
+
+def test_check_norm_pix_target(capsys):
+    def ref(t, dim=-1, unbiased=True, eps=1e-6):
+        return (t - t.mean(dim, keepdim=True)) / (t.var(dim, keepdim=True, unbiased=unbiased) + eps) ** 0.5
+
+    _v(capsys, C.check_norm_pix_target(ref), True, "mean 0")
+    _v(capsys, C.check_norm_pix_target(lambda t: ref(t, eps=0.0)), False, "1e-6")
+    _v(capsys, C.check_norm_pix_target(lambda t: ref(t, dim=1)), False, "across patches")
+    _v(capsys, C.check_norm_pix_target(lambda t: ref(t, unbiased=False)), False, "unbiased")
+    _v(capsys, C.check_norm_pix_target(lambda t: t - t.mean(-1, keepdim=True)), False, "standard deviation")
+    _v(capsys, C.check_norm_pix_target(lambda t: ref(t)[..., :3]), False, "shape")
+
+
+def test_check_sincos_table(capsys):
+    from maelib.pos_embed import get_2d_sincos_pos_embed
+
+    _v(capsys, C.check_sincos_table(lambda d, g: get_2d_sincos_pos_embed(d, g)), True, "columns")
+    _v(capsys, C.check_sincos_table(lambda d, g: get_2d_sincos_pos_embed(d, g, cls_token=True)), False,
+       "cls row")
+    half = lambda d, g: get_2d_sincos_pos_embed(d, g)  # noqa: E731
+    _v(capsys, C.check_sincos_table(lambda d, g: torch.cat([torch.as_tensor(half(d, g))[:, d // 2:],
+                                                             torch.as_tensor(half(d, g))[:, :d // 2]], 1)),
+       False, "halves are swapped")
+
+    def swapped(d, g):
+        t = torch.as_tensor(half(d, g))
+        q = d // 4
+        return torch.cat([t[:, q:2 * q], t[:, :q], t[:, 3 * q:], t[:, 2 * q:3 * q]], 1)
+
+    _v(capsys, C.check_sincos_table(swapped), False, "sin and cos")
+    _v(capsys, C.check_sincos_table(lambda d, g: torch.as_tensor(half(d, g)) + 0.5), False, "formula")
+
+
+def test_check_train_step(capsys):
+    def make():
+        return mae_vit_tiny_patch16(img_size=32, depth=1, decoder_depth=1, embed_dim=32, num_heads=2,
+                                    decoder_embed_dim=32, decoder_num_heads=2)
+
+    def good(model, opt, imgs, g):
+        loss, _, _ = model(imgs, mask_ratio=0.75, generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss
+
+    def no_zero(model, opt, imgs, g):
+        loss, _, _ = model(imgs, mask_ratio=0.75, generator=g)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def no_step(model, opt, imgs, g):
+        loss, _, _ = model(imgs, mask_ratio=0.75, generator=g)
+        loss.backward()
+        return loss.item()
+
+    def other_masks(model, opt, imgs, g):
+        return good(model, opt, imgs, torch.Generator().manual_seed(99))
+
+    _v(capsys, C.check_train_step(_not_yet, make), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_train_step(good, make), True, "match the reference")
+    _v(capsys, C.check_train_step(no_zero, make), False, "zero_grad")
+    _v(capsys, C.check_train_step(no_step, make), False, "did not change")
+    _v(capsys, C.check_train_step(other_masks, make), False, "generator=generator")

@@ -53,3 +53,17 @@ def test_clean_notebook_scrubs_paths_and_widget_state():
 def test_cli_rejects_missing_notebook(tmp_path):
     with pytest.raises(SystemExit):
         nt.main(["strip-solutions", str(tmp_path / "nope.ipynb"), "--out", str(tmp_path)])
+
+
+def test_student_copies_drop_stale_checker_verdicts():
+    nb = _nb()
+    check = nbformat.v4.new_code_cell("check_patchify(my_patchify);")
+    check.outputs = [nbformat.v4.new_output("stream", text="… patchify: not attempted yet — the reference "
+                                                            "implementation is used below\n")]
+    other = nbformat.v4.new_code_cell("print(x)")
+    other.outputs = [nbformat.v4.new_output("stream", text="x = 1 ✓ kept\n")]
+    nb.cells += [check, other]
+    out = nt.strip_solutions(nb)
+    assert out.cells[-2].outputs == [] and "reference implementation" not in nbformat.writes(out)
+    assert out.cells[-1].outputs[0]["text"] == "x = 1 ✓ kept\n", "other outputs stay"
+    assert nt.has_checker_output(nb.cells[-2]) and not nt.has_checker_output(nb.cells[-1])

@@ -195,3 +195,20 @@ def test_figures_display_as_png_in_ipython_without_pyplot(image):
         assert data["image/png"][:4] == b"\x89PNG"
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_mae_architecture_picture_follows_the_mask():
+    fig = viz.plot_mae_architecture(grid=4, mask_ratio=0.75, seed=0)
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    for step in ("patchify", "keep 4", "encoder", "mask token", "decoder", "masked patches only"):
+        assert step in texts, step
+    from matplotlib.colors import to_rgba
+
+    red = [p for p in fig.axes[0].patches if p.get_edgecolor() == to_rgba("tab:red")]
+    assert len(red) == int(random_mask(1, (4, 4), 0.75, generator=torch.Generator().manual_seed(0))[0].sum())
+    small = viz.plot_mae_architecture(torch.rand(3, 32, 32), grid=(2, 3), mask_ratio=0.5, compact=True)
+    assert "keep 3" in " ".join(t.get_text() for t in small.axes[0].texts)
+    with pytest.raises(ValueError, match="mask_ratio"):
+        viz.plot_mae_architecture(mask_ratio=1.0)
+    with pytest.raises(ValueError, match="grid"):
+        viz.plot_mae_architecture(grid=9)

@@ -204,3 +204,79 @@ def test_curriculum_widget(image):
     w.controls["warmup"].value = 0
     w.controls["epochs"].value = 12
     assert len(block_steps()) == 12 and block_steps()[0] == pytest.approx(0.1) and not w.figure.axes[0].texts
+
+
+# --- static previews ------------------------------------------------------------------------------------
+def test_static_preview_shows_three_settings_under_a_caption(image):
+    w = wg.random_mask_widget(image, patch_size=8, mask_ratio=0.75)
+    states = w.preview_states()
+    assert [s.num_visible for s in states] == [16, 32, 6]         # 0.75, 0.5, 0.9 of 64 patches
+    fig = w.static_preview()
+    assert fig._suptitle.get_text().startswith(wg.STATIC_CAPTION)
+    assert [t.get_text() for ax in fig.axes for t in ax.texts] == [s.label for s in states]
+    bundle = w._repr_mimebundle_()
+    assert wg.STATIC_CAPTION in bundle["text/plain"]
+    assert base64.b64decode(bundle["image/png"])[:4] == b"\x89PNG"
+    assert w.state.num_visible == 16, "the preview must not move the live controls"
+
+
+def test_explorer_rejects_examples_for_unknown_controls(image):
+    with pytest.raises(ValueError, match="unknown controls"):
+        wg.Explorer(lambda **kw: wg.random_mask_state(image, 8, **kw), wg.plot_mask_state,
+                    {"mask_ratio": wg._slider("mask ratio", 0.5)}, examples=[{"ratio": 0.1}])
+
+
+# --- the model-driven explorer --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model():
+    from maelib import MaskedAutoencoderViT
+
+    torch.manual_seed(0)
+    return MaskedAutoencoderViT(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2,
+                                decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
+
+
+@pytest.fixture(scope="module")
+def facades() -> torch.Tensor:
+    return torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def test_inpaint_state_matches_reconstruct_telea_and_masked_psnr(tiny_model, facades):
+    from maelib.baselines import inpaint_telea
+    from maelib.inference import reconstruct
+    from maelib.metrics import masked_psnr
+
+    st = wg.inpaint_state(tiny_model, facades, index=2, mask_mode="random", ratio=0.75, seed=3)
+    r = reconstruct(tiny_model, facades[2:3], "random", mask_ratio=0.75, generator=_gen(3))
+    assert torch.equal(st.mask.reshape(1, -1), r.mask) and st.num_visible == 4
+    assert torch.allclose(st.mae, r.pasted[0])
+    assert torch.allclose(st.telea, inpaint_telea(r.images, r.pixel_mask)[0])
+    assert st.mae_psnr == pytest.approx(float(masked_psnr(r.pasted, r.images, r.pixel_mask)[0]), abs=1e-4)
+    assert f"MAE {st.mae_psnr:.2f} dB" in st.label and st.label.startswith("visible patches: 4 / 16")
+    band = wg.inpaint_state(tiny_model, facades, mask_mode="block", ratio=0.5)
+    assert band.mask[2:].all() and not band.mask[:2].any()
+    with pytest.raises(ValueError, match="mask_mode"):
+        wg.inpaint_state(tiny_model, facades, mask_mode="combined")
+    with pytest.raises(ValueError, match="index"):
+        wg.inpaint_state(tiny_model, facades, index=3)
+
+
+def test_inpainting_widget_reacts_to_every_control(tiny_model, facades):
+    w = wg.inpainting_widget(tiny_model, facades)
+    assert list(w.controls) == ["facade", "mask mode", "mask ratio", "seed"]
+    label0, png0 = w.label.value, _png(w)
+    assert "visible patches: 4 / 16" in label0 and len(w.figure.axes) == 4
+    w.controls["mask ratio"].value = 0.5
+    assert w.state.num_visible == 8 and _png(w) != png0
+    w.controls["mask mode"].value = "block_bbox"
+    assert w.state.title.startswith("image 0, square block")
+    before = w.state.image.clone()
+    w.controls["facade"].value = 1
+    assert not torch.equal(w.state.image, before)
+    axes_before = list(w.figure.axes)
+    w.controls["seed"].value = 5
+    assert list(w.figure.axes) == axes_before, "an update redraws in place"
+    titles = [ax.get_title() for ax in w.figure.axes]
+    assert titles[1] == f"MAE: {w.state.mae_psnr:.2f} dB"
+    assert titles[2] == f"Telea: {w.state.telea_psnr:.2f} dB"
+    assert len(w.preview_states()) == 3

@@ -1,0 +1,195 @@
+"""Probing frozen encoder features: what the representation is for.
+
+A probe freezes an encoder, reads one feature vector per patch and trains only a small readout (linear or a
+one-hidden-layer MLP) to predict a label per patch. Here the labels are the CMP facade classes (window, wall,
+door, balcony, ...), taken per patch as the most frequent class of its pixels. Comparing the same readout on
+different features (a pre-trained encoder, the same architecture at random initialisation, raw pixels) and a
+majority-class guess says how much the pre-training put into the features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .model import MaskedAutoencoderViT
+from .patches import check_images, patchify
+
+READOUTS = ("linear", "mlp")
+
+
+def patch_labels(labels: torch.Tensor, patch_size: int, num_classes: int = 13) -> torch.Tensor:
+    """The most frequent class of each patch's pixels (value 0, unknown / padding, is not counted).
+
+    Args:
+        labels: `(N, H, W)` integer class maps in 0..num_classes-1.
+        patch_size: p (divides H and W).
+        num_classes: the number of class values (13 for CMP: 0 = unknown, 1..12).
+    Returns:
+        `(N, L)` int64, patches row-major; 0 where a patch has no labelled pixel.
+    """
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 3 or labels.is_floating_point():
+        raise TypeError(f"labels must be an integer tensor (N, H, W), got "
+                        f"{type(labels).__name__} {tuple(getattr(labels, 'shape', ()))}")
+    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        raise ValueError(f"labels must be in 0..{num_classes - 1}, got values "
+                         f"{int(labels.min())}..{int(labels.max())}")
+    onehot = F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()      # (N, K, H, W)
+    counts = patchify(onehot, patch_size)                                          # (N, L, p*p*K)
+    counts = counts.reshape(*counts.shape[:2], -1, num_classes).sum(2)             # (N, L, K)
+    counts[..., 0] = 0
+    out = counts.argmax(-1)
+    return torch.where(counts.sum(-1) > 0, out, torch.zeros_like(out))
+
+
+@torch.no_grad()
+def encoder_features(model: MaskedAutoencoderViT, images: torch.Tensor, batch_size: int = 64,
+                     blocks: int | None = None) -> torch.Tensor:
+    """Frozen patch features: the encoder on the whole (unmasked) image, cls token dropped.
+
+    Args:
+        model: a :class:`MaskedAutoencoderViT` (its decoder is not used).
+        images: `(N, 3, H, W)` in [0, 1] at the model's ``img_size``.
+        batch_size: images per forward pass.
+        blocks: read the tokens after this many encoder blocks (``blocks`` then ``new_blocks``); None = all
+            of them and the final norm (``forward_features``).
+    Returns:
+        `(N, L, D)` float32 on the CPU.
+    """
+    if not isinstance(model, MaskedAutoencoderViT):
+        raise TypeError(f"model must be a MaskedAutoencoderViT, got {type(model).__name__}")
+    check_images(images, "images", channels=model.in_chans, size=model.config.img_size, unit_range=True)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    norm = model.config.normalization
+    stack = [*model.blocks, *model.new_blocks]
+    if blocks is not None and not 0 <= blocks <= len(stack):
+        raise ValueError(f"blocks must be in 0..{len(stack)} (the encoder's blocks) or None, got {blocks}")
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        x = norm.normalize(x.to(device))
+        if blocks is None:
+            return model.forward_features(x)
+        x = model.patch_embed(x) + model.pos_embed[:, 1:]
+        x = torch.cat([(model.cls_token + model.pos_embed[:, :1]).expand(x.shape[0], -1, -1), x], dim=1)
+        for blk in stack[:blocks]:
+            x = blk(x)
+        return x
+
+    try:
+        out = [run(images[i:i + batch_size])[:, 1:].float().cpu() for i in range(0, len(images), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+def pixel_features(images: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """The raw-pixel baseline: each patch's pixels as its feature. Args: images `(N, 3, H, W)`.
+    Returns: `(N, L, p*p*3)`."""
+    return patchify(images.float(), patch_size)
+
+
+def balanced_accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean over the classes present in ``target`` of the fraction of their items predicted right (the mean
+    recall): 1 / (number of classes) for a constant guess, whatever the class frequencies.
+
+    Args: pred, target `(M,)` integer class values. Returns: a float in [0, 1].
+    """
+    pred, target = pred.reshape(-1), target.reshape(-1)
+    if pred.shape != target.shape or target.numel() == 0:
+        raise ValueError(f"pred and target must have the same non-zero length, got {pred.numel()} and "
+                         f"{target.numel()}")
+    classes = target.unique()
+    return float(torch.stack([(pred[target == c] == c).float().mean() for c in classes]).mean())
+
+
+class Probe(nn.Module):
+    """A readout on frozen features: standardisation (a BatchNorm without affine parameters, as MAE's linear
+    probe), then ``linear`` (one layer) or ``mlp`` (one hidden layer of ``hidden`` units with GELU)."""
+
+    def __init__(self, dim: int, num_classes: int, readout: str = "linear", hidden: int = 256) -> None:
+        super().__init__()
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+        self.readout = readout
+        self.norm = nn.BatchNorm1d(dim, affine=False)
+        self.head = (nn.Linear(dim, num_classes) if readout == "linear" else
+                     nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, num_classes)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x `(M, D)`. Returns: logits `(M, num_classes)`."""
+        return self.head(self.norm(x))
+
+
+def train_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int = 13, readout: str = "linear",
+                epochs: int = 30, batch_size: int = 1024, lr: float = 3e-3, weight_decay: float = 1e-4,
+                seed: int = 0) -> Probe:
+    """Train a :class:`Probe` on frozen features with class-balanced cross-entropy (AdamW, cosine decay).
+
+    Items labelled 0 (unknown) are left out. Args: features `(N, L, D)` or `(M, D)`; labels `(N, L)` or
+    `(M,)`; seed drives the initialisation and the batch order. Returns: the trained probe (eval mode).
+    """
+    x, y = features.reshape(-1, features.shape[-1]).float(), labels.reshape(-1).long()
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"features and labels must have as many items, got {x.shape[0]} and {y.shape[0]}")
+    keep = y > 0
+    x, y = x[keep], y[keep]
+    if len(y) < 2:
+        raise ValueError("need at least two labelled items to train a probe")
+    gen = torch.Generator().manual_seed(int(seed))
+    torch.manual_seed(int(seed))
+    probe = Probe(x.shape[1], num_classes, readout)
+    freq = torch.bincount(y, minlength=num_classes).float()
+    weight = torch.where(freq > 0, freq.sum() / (freq.clamp_min(1) * int((freq > 0).sum())), torch.zeros(()))
+    opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * -(-len(y) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    probe.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(y), generator=gen).split(batch_size):
+            loss = F.cross_entropy(probe(x[idx]), y[idx], weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return probe.eval()
+
+
+@torch.no_grad()
+def predict(probe: Probe, features: torch.Tensor) -> torch.Tensor:
+    """Args: features `(N, L, D)` or `(M, D)`. Returns: the predicted classes, `(N, L)` or `(M,)`."""
+    return probe(features.reshape(-1, features.shape[-1]).float()).argmax(-1).reshape(features.shape[:-1])
+
+
+@dataclass(frozen=True)
+class ProbeScore:
+    """One row of a probe comparison: features, readout, balanced accuracy on the test patches."""
+
+    features: str
+    readout: str
+    balanced_accuracy: float
+
+
+def majority_score(train_labels: torch.Tensor, test_labels: torch.Tensor) -> float:
+    """Balanced accuracy of always predicting the most frequent labelled training class (1 / #classes)."""
+    y = train_labels.reshape(-1)
+    y = y[y > 0]
+    t = test_labels.reshape(-1)
+    t = t[t > 0]
+    guess = torch.bincount(y).argmax()
+    return balanced_accuracy(torch.full_like(t, int(guess)), t)
+
+
+def score_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                test_labels: torch.Tensor, readout: str = "linear", **train_options) -> float:
+    """Train on the training patches, return the balanced accuracy on the labelled test patches."""
+    probe = train_probe(train_features, train_labels, readout=readout, **train_options)
+    t = test_labels.reshape(-1)
+    pred = predict(probe, test_features).reshape(-1)
+    return balanced_accuracy(pred[t > 0], t[t > 0])
