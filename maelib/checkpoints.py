@@ -304,8 +304,14 @@ def download_checkpoint(name: str, dest: Path | None = None, url: str | None = N
 
 # --- safetensors and the bundled weights -------------------------------------------------------------------
 SafetensorsError = getattr(safetensors, "SafetensorError", Exception)  # the error of a malformed file
-HEADER_KEY = "maelib"  # safetensors header entry: the JSON of config, version, dtype and metadata
-HASH_KEY = "maelib_sha256"  # safetensors header entry: sha256 of that JSON and of every tensor
+# The one safetensors header entry maelib writes: {"info": config, version, dtype, metadata; "sha256": of the
+# info's canonical JSON and every tensor}. One entry, because safetensors writes several in a random order
+# and the file must be byte-identical for identical models (exact resume is checked on the bytes).
+HEADER_KEY = "maelib"
+
+
+def _info_text(info: dict) -> str:
+    return json.dumps(info, sort_keys=True)
 
 
 def _files(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -354,8 +360,8 @@ def save_pretrained(model: MaskedAutoencoderViT, path: str | os.PathLike, metada
                          "refusing to save them")
     info = {"format": "maelib", "maelib_version": __version__, "config": model.config.to_dict(),
             "dtype": str(dtype or torch.float32).removeprefix("torch."), "metadata": metadata}
-    info_text = json.dumps(info, sort_keys=True)
-    header = {"format": "pt", HEADER_KEY: info_text, HASH_KEY: _content_sha256(info_text, tensors)}
+    digest = _content_sha256(_info_text(info), tensors)
+    header = {HEADER_KEY: json.dumps({"info": info, "sha256": digest}, sort_keys=True)}
     with atomic_path(weights) as tmp_weights:
         save_file(tensors, tmp_weights, metadata=header)
         digest = sha256_file(tmp_weights)
@@ -373,6 +379,14 @@ def _header(weights: Path) -> dict[str, str]:
         raise ValueError(f"cannot read {weights}: not a valid .safetensors file ({err})") from None
 
 
+def _parse_header(text: str, weights: Path) -> tuple[dict, str]:
+    try:
+        d = json.loads(text)
+        return dict(d["info"]), str(d["sha256"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"cannot read the maelib header of {weights} (edited or damaged): {err}") from None
+
+
 def read_config(path: str | os.PathLike) -> dict:
     """The model description :func:`save_pretrained` wrote (``path`` with or without suffix): from the
     .safetensors header when it holds one, else (files of older versions) from the .json beside it."""
@@ -380,10 +394,7 @@ def read_config(path: str | os.PathLike) -> dict:
     if weights.is_file():
         header = _header(weights)
         if HEADER_KEY in header:
-            try:
-                return {**json.loads(header[HEADER_KEY]), "weights": weights.name}
-            except json.JSONDecodeError as err:
-                raise ValueError(f"cannot read the maelib header of {weights}: {err}") from None
+            return {**_parse_header(header[HEADER_KEY], weights)[0], "weights": weights.name}
     if not config.is_file():
         raise FileNotFoundError(f"model config not found: {config} (and {weights} holds no maelib header)")
     try:
@@ -409,11 +420,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
     except (SafetensorsError, OSError, ValueError) as err:
         raise ValueError(f"cannot read {weights}: {type(err).__name__}: {err}") from None
     if HEADER_KEY in header:
-        info_text = header[HEADER_KEY]
-        if header.get(HASH_KEY) != _content_sha256(info_text, tensors):
+        info, digest = _parse_header(header[HEADER_KEY], weights)
+        if digest != _content_sha256(_info_text(info), tensors):
             raise ValueError(f"{weights} does not match the sha256 in its own header (corrupt, or its config "
                              "or tensors were edited)")
-        info = json.loads(info_text)
         if config_json.is_file():
             try:
                 copy = json.loads(config_json.read_text(encoding="utf-8"))

@@ -224,6 +224,20 @@ def test_save_load_round_trip_fp32(tmp_path):
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["model.json", "model.safetensors"]
 
 
+def test_identical_models_give_identical_files_in_other_processes(tmp_path):
+    """Exact resume is checked on the file bytes: the header must not depend on the process."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, maelib; torch.manual_seed(0); "
+            "m = maelib.mae_vit_tiny_patch8(img_size=16, depth=1, decoder_depth=1); "
+            "maelib.save_pretrained(m, sys.argv[1], metadata={'a': 1, 'b': [2, 3], 'c': {'d': 'e'}})")
+    for i in range(3):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / f"m{i}")], check=True, timeout=120)
+    data = [(tmp_path / f"m{i}.safetensors").read_bytes() for i in range(3)]
+    assert data[0] == data[1] == data[2]
+
+
 def test_save_fp16_is_close(tmp_path):
     model = tiny(0)
     save_pretrained(model, tmp_path / "half.safetensors", dtype=torch.float16)
@@ -310,9 +324,9 @@ def test_editing_the_normalisation_in_the_header_is_detected(tmp_path):
     save_pretrained(tiny(0), tmp_path / "m")
 
     def edit(header):
-        info = json.loads(header[ck.HEADER_KEY])
-        info["config"]["normalization"]["mean"] = [0.0, 0.0, 0.0]
-        header[ck.HEADER_KEY] = json.dumps(info, sort_keys=True)
+        entry = json.loads(header[ck.HEADER_KEY])
+        entry["info"]["config"]["normalization"]["mean"] = [0.0, 0.0, 0.0]
+        header[ck.HEADER_KEY] = json.dumps(entry)
 
     _rewrite_header(tmp_path / "m.safetensors", edit)
     with pytest.raises(ValueError, match="sha256 in its own header"):
@@ -354,8 +368,9 @@ def test_nan_weights_are_refused_and_reported(tmp_path):
 
     with safe_open(good, framework="pt") as f:
         header = dict(f.metadata())
-    header[ck.HASH_KEY] = ck._content_sha256(header[ck.HEADER_KEY], tensors)
-    save_file(tensors, good, metadata=header)
+    entry = json.loads(header[ck.HEADER_KEY])
+    entry["sha256"] = ck._content_sha256(ck._info_text(entry["info"]), tensors)
+    save_file(tensors, good, metadata={ck.HEADER_KEY: json.dumps(entry)})
     with pytest.raises(ValueError, match="NaN/inf weights in blocks.0.mlp.fc1.weight"):
         load_model(good)
     report = load_official_checkpoint(tiny(1), model.state_dict())
