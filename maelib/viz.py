@@ -488,3 +488,37 @@ def plot_mae_architecture(image=None, grid: int | tuple[int, int] = 4, mask_rati
     ax.set_title("the Masked Autoencoder (He et al., 2022)" if not compact else "MAE in one line",
                  fontsize=10, y=0.97)
     return fig
+
+
+# --- label maps ------------------------------------------------------------------------------------------
+def plot_label_maps(images, labels, class_names: Sequence[str] | None = None) -> Figure:
+    """Photos above their CMP label maps, with a legend of the classes that occur.
+
+    Args:
+        images: `(N, 3, H, W)` (or a list of `(3, H, W)`) in [0, 1].
+        labels: `(N, H, W)` integer class values 0..12 (a list works too).
+        class_names: the name of each value (default: :data:`maelib.data.labels.CMP_CLASSES`).
+    Returns:
+        the Figure.
+    """
+    from matplotlib.patches import Patch
+
+    from .data.labels import CMP_CLASSES, CMP_PALETTE, label_colors
+
+    ims = _batch(images, "images")
+    labs = [torch.as_tensor(np.asarray(y)) for y in labels]
+    if len(labs) != len(ims):
+        raise ValueError(f"images and labels must have the same length, got {len(ims)} and {len(labs)}")
+    names = tuple(class_names) if class_names is not None else CMP_CLASSES
+    present = sorted({int(v) for y in labs for v in torch.unique(y).tolist()})
+    n = len(ims)
+    fig = new_figure(2.4 * n + 1.9, 5.1)
+    axes = fig.subplots(2, n, squeeze=False)
+    for i in range(n):
+        _show(axes[0, i], ims[i], "image")
+        _show(axes[1, i], label_colors(labs[i]) / 255.0, "labels")
+    handles = [Patch(fc=CMP_PALETTE[v] / 255.0, ec="0.5", label=names[v] if v < len(names) else str(v))
+               for v in present]
+    fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False, title="class",
+               title_fontsize=8)
+    return fig

@@ -212,3 +212,15 @@ def test_mae_architecture_picture_follows_the_mask():
         viz.plot_mae_architecture(mask_ratio=1.0)
     with pytest.raises(ValueError, match="grid"):
         viz.plot_mae_architecture(grid=9)
+
+
+def test_plot_label_maps_legend_lists_the_classes_present():
+    imgs = torch.rand(2, 3, 8, 8)
+    labs = torch.full((2, 8, 8), 2)
+    labs[0, :4] = 3
+    labs[1, 0, 0] = 12
+    fig = viz.plot_label_maps(imgs, labs)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["facade", "window", "shop"]
+    assert len(fig.axes) == 4
+    with pytest.raises(ValueError, match="same length"):
+        viz.plot_label_maps(imgs, labs[:1])
