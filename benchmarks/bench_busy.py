@@ -63,7 +63,8 @@ def run(setting: dict, seconds: float) -> float:
     cmd = [sys.executable, __file__, "--worker", "--seconds", str(seconds)]
     if setting["threads"]:
         cmd += ["--threads", str(setting["threads"])]
-    out = subprocess.run(cmd, env={**os.environ, **setting["env"]}, capture_output=True, text=True, check=True)
+    env = {**os.environ, **setting["env"]}
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["img_s"]
 
 

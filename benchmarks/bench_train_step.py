@@ -78,7 +78,7 @@ class Variant:
 
 
 def step_flops(spec: dict, device: torch.device) -> int:
-    """FLOPs of one training step (forward + backward) of ``spec`` at its batch, as processed (25 % visible)."""
+    """FLOPs of one forward + backward step of ``spec`` at its batch (the encoder sees 25 %)."""
     v = Variant("count", spec, device, maelib_choice=False)
     imgs = torch.rand(spec["batch"], 3, spec["img_size"], spec["img_size"], device=device)
     with FlopCounterMode(display=False) as counter:

@@ -20,8 +20,9 @@ PACKAGE = "maelib"
 # The README's module map, in data-path order. A module may import only modules listed before it (the
 # strict order), and so never one of a higher layer. ``maelib`` itself (``__init__``) is the facade on top.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundation", ["_version", "_io", "run_folder", "norm", "patches", "pos_embed", "data.labels", "data.transforms",
-                    "data.download", "data.synthetic", "data.datasets", "data.cache", "data"]),
+    ("foundation", ["_version", "_io", "run_folder", "norm", "patches", "pos_embed", "data.labels",
+                    "data.transforms", "data.download", "data.synthetic", "data.datasets", "data.cache",
+                    "data"]),
     ("middle", ["masking", "viz", "baselines"]),
     ("upper", ["model", "inference", "checkpoints", "interop", "metrics", "evaluate", "probe", "train_config",
                "train", "widgets", "checks", "notebook_tools", "cli", "__main__"]),
