@@ -23,6 +23,9 @@ export MAELIB_CMP_DIR ?= $(SHARED)/data/cmp_facade_base
 endif
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
+# OpenMP threads sleep instead of spinning while they wait: beside other work (a notebook kernel, a training
+# run) spinning 2-thread jobs collapse to ~0.1 of their quiet rate (benchmarks/bench_busy.py); set it to override.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup lab test test-fast notebooks student-copies bench lint browser-deps clean
 
