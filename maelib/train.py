@@ -501,7 +501,9 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
     if main:
         policy = {"amp": str(amp).replace("torch.", "") if amp else "fp32", "compile": compiled,
                   "attention": "fused" if fused_attention(cfg.attention, device) else "math",
-                  "threads": torch.get_num_threads(), "device": str(device), "batch_size": cfg.batch_size,
+                  "threads": torch.get_num_threads(),
+                  "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+                  "device": str(device), "batch_size": cfg.batch_size,
                   "train_images": len(train_ds), "cache_seconds": round(train_ds.build_seconds, 2)}
         print(f"maelib: training policy {policy}")
         log.write({"step": step, "policy": policy})

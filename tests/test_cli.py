@@ -179,7 +179,8 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.slow
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env.update(OMP_NUM_THREADS="1", MPLBACKEND="Agg")  # no wait policy: restarts with PASSIVE
     args = [*TINY, "--epochs", "3", "--set", "ckpt_every=2"]  # 3 steps per epoch, 9 in all
     killer = tmp_path / "killer.py"
     killer.write_text(KILLER)
@@ -192,6 +193,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
 
     full = run("--out", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr[-2000:]
+    assert "'omp_wait_policy': 'PASSIVE'" in full.stdout, full.stdout[-2000:]
     kill_at = random.Random().randint(3, 8)  # after the first checkpoint (step 2), mid-run
     killed = run("--out", str(tmp_path / "cut"), kill_at=kill_at)
     assert killed.returncode == -9, (kill_at, killed.stderr[-2000:])
@@ -211,6 +213,21 @@ def test_module_entry_point_help():
     proc = subprocess.run([sys.executable, "-m", "maelib", "train", "--help"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "--preset" in proc.stdout and "--resume" in proc.stdout
+    assert "OMP_WAIT_POLICY=PASSIVE" in proc.stdout and "setsid nohup maelib train" in proc.stdout
+
+
+def test_wait_policy_restart_only_when_unset(monkeypatch):
+    from maelib.cli import reexec_with_wait_policy
+
+    calls = []
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    reexec_with_wait_policy(execv=lambda *a: calls.append(a))
+    assert calls == [] and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "maelib", "train", "--out", "RUN"])
+    reexec_with_wait_policy(execv=lambda *a: calls.append(a))
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert calls == [(sys.executable, [sys.executable, "-m", "maelib", "train", "--out", "RUN"])]
 
 
 def test_download_list_and_missing_name(capsys):
