@@ -88,14 +88,22 @@ def step_flops(spec: dict, device: torch.device) -> int:
 
 
 def matmul_tflops(device: torch.device, dtype: torch.dtype, m: int = 2368, k: int = 192, n: int = 768,
-                  reps: int = 50) -> float:
-    """Median TFLOP/s of an (m, k) @ (k, n) matmul in ``dtype`` (the shapes of the facade model's MLP)."""
+                  reps: int = 30, inner: int = 20) -> float:
+    """Median TFLOP/s of an (m, k) @ (k, n) matmul in ``dtype`` (the shapes of the facade model's MLP), timed
+    over ``inner`` back-to-back products into a preallocated output."""
     a, b = torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype)
+    out = torch.empty(m, n, device=device, dtype=dtype)
     times = []
-    for _ in range(reps):
+    for r in range(reps + 3):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         t = time.perf_counter()
-        (a @ b).sum().item()
-        times.append(time.perf_counter() - t)
+        for _ in range(inner):
+            torch.matmul(a, b, out=out)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if r >= 3:
+            times.append((time.perf_counter() - t) / inner)
     return 2 * m * k * n / statistics.median(times) / 1e12
 
 
@@ -116,7 +124,7 @@ def bench(name: str, spec: dict, rounds: int, warmup: int, device: torch.device,
         t = statistics.median(v.times[warmup:])
         rows.append({"model": name, "variant": v.name, "batch": spec["batch"], "img_s": spec["batch"] / t,
                      "ratio": base_t / t, "tflops": flops / t / 1e12, "of_peak": flops / t / 1e12 / peak,
-                     "loss0": v.losses[0]})
+                     "loss0": v.losses[0], "first_s": v.times[0] - t})
     return rows
 
 
@@ -157,6 +165,7 @@ def main() -> None:
     names = args.only.split(",") if args.only else list(CONFIGS)
     peak = matmul_tflops(device, torch.bfloat16)
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
           f"load {os.getloadavg()[0]:.2f}; bf16 matmul 2368x192 @ 192x768: {peak:.2f} TFLOP/s, "
           f"fp32: {matmul_tflops(device, torch.float32):.2f} TFLOP/s\n")
     rows = []
@@ -175,6 +184,10 @@ def main() -> None:
         print(f"\nend to end: steady state after warm-up, data wait {100 * e2e['data_share']:.1f} % of step "
               f"time; compile {e2e['compile_s']:.0f} s, photo cache build {e2e['cache_s']:.1f} s; policy "
               f"{e2e['policy']}; sources {e2e['sources']}")
+    for r in rows:
+        if r["variant"].endswith("+compile"):
+            print(f"{r['model']}: the first compiled step took {r['first_s']:.1f} s more than a steady one "
+                  "(compilation; less when the inductor cache already holds the graphs)")
     print(f"\nload after: {os.getloadavg()[0]:.2f}")
 
 

@@ -97,7 +97,8 @@ class EvalResult:
         return json.dumps(_jsonable(d), indent=2, allow_nan=False)
 
     def plot(self):
-        """Bar chart: one panel per available metric, bars per method grouped by mask, CI error bars."""
+        """Bar chart: one panel per available metric, bars per method grouped by mask, CI error bars, each bar
+        labelled with its mean. The value axis spans the data (it does not start at 0), so 1-dB gaps show."""
         from .viz import new_figure
 
         metrics = self.available_metrics()
@@ -105,14 +106,22 @@ class EvalResult:
         axes = fig.subplots(1, max(len(metrics), 1), squeeze=False)[0]
         summ, width = self.summary(), 0.8 / max(len(self.methods), 1)
         for ax, k in zip(axes, metrics):
+            lows, highs = [], []
             for i, m in enumerate(self.methods):
                 stats = [summ[m][s][k] for s in self.mask_specs]
                 means = [st["mean"] if math.isfinite(st["mean"]) else math.nan for st in stats]
                 errs = [0.0 if math.isnan(st["half_width"]) else st["half_width"] for st in stats]
                 xs = [j + (i - (len(self.methods) - 1) / 2) * width for j in range(len(stats))]
-                ax.bar(xs, means, width, yerr=errs, capsize=3, label=m)
+                bars = ax.bar(xs, means, width, yerr=errs, capsize=3, label=m)
+                ax.bar_label(bars, fmt="%.3f" if k in ("ssim", "lpips") else "%.1f", fontsize=6,
+                             padding=2)
+                lows += [a - e for a, e in zip(means, errs) if math.isfinite(a)]
+                highs += [a + e for a, e in zip(means, errs) if math.isfinite(a)]
+            if lows:
+                pad = max(0.15 * (max(highs) - min(lows)), 1e-3)
+                ax.set_ylim(min(lows) - pad, max(highs) + pad)
             ax.set_xticks(range(len(self.mask_specs)), self.mask_specs, rotation=20, fontsize=8)
-            ax.set_title(LABELS[k])
+            ax.set_title(LABELS[k] + ("" if not lows else " (axis not from 0)"), fontsize=9)
         axes[0].legend(fontsize=8)
         return fig
 

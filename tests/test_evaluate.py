@@ -212,3 +212,15 @@ def test_bad_input():
         run_evaluation(["mean", "mean"], data=x, patch_size=8)
     with pytest.raises(TypeError, match="MaskedAutoencoderViT"):
         run_evaluation(torch.nn.Linear(2, 2), data=x)
+
+
+def test_plot_axis_spans_the_data_so_small_gaps_show():
+    vals = {m: {"random:0.75": {"masked_psnr": [base, base + 0.5, base + 1.0], "psnr": [base + 2] * 3,
+                                "ssim": [0.6] * 3, "lpips": [math.nan] * 3}}
+            for m, base in (("telea", 15.8), ("facade-finetune", 16.9))}
+    fig = EvalResult(["telea", "facade-finetune"], ["random:0.75"], vals).plot()
+    ax = next(a for a in fig.axes if a.get_title().startswith("masked PSNR"))
+    low, high = ax.get_ylim()
+    assert 13.5 < low < 15.8 and 17.4 < high < 20.0, (low, high)  # not from 0: a 1-dB gap is visible
+    labels = sorted(t.get_text() for t in ax.texts)
+    assert labels == ["16.3", "17.4"], labels  # each bar carries its mean
