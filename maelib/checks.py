@@ -2,10 +2,10 @@
 
 A checker prints one line and returns True (right) or False; it never raises. An exercise that still raises
 ``NotImplementedError`` (or is ``...``) counts as not attempted. torch and maelib load on first use, so that
-importing this module stays light. The checkers follow the notebooks: patchify (01), random masking
-(02), block masks (03), combined counts (04), the encoder, the loss, ``norm_pix_loss`` and one training step
-(05), the sin-cos table (01), trainable parameters (06), masked PSNR (07); and ``check_prediction`` for the
-"predict, then run" questions.
+importing this module stays light. The checkers follow the notebooks: patchify (01), random
+masking (02), block masks and the distance to the nearest visible patch (03), combined counts and a mask
+setting (04), the encoder, the loss, ``norm_pix_loss`` and one training step (05), the sin-cos table (01),
+trainable parameters (06), masked PSNR (07); and ``check_prediction`` for the "predict, then run" questions.
 """
 
 from __future__ import annotations
@@ -277,6 +277,107 @@ def check_block_mask(fn: Callable) -> bool:
         return "the band has round(block_ratio * gh) rows at the bottom of the facade, flipped or not"
 
     return _run("block mask", body)
+
+
+def _steps_to_visible(mask, diagonal: bool = False) -> int:
+    """The most grid steps from a masked patch of the ``(gh, gw)`` bool ``mask`` to its nearest visible one
+    (breadth-first from every visible patch; ``diagonal``: 8 neighbours). 0 when nothing is masked."""
+    from collections import deque
+
+    gh, gw = mask.shape
+    dist = [[None if bool(mask[i, j]) else 0 for j in range(gw)] for i in range(gh)]
+    todo = deque((i, j) for i in range(gh) for j in range(gw) if dist[i][j] == 0)
+    moves = [(1, 0), (-1, 0), (0, 1), (0, -1)] + ([(1, 1), (1, -1), (-1, 1), (-1, -1)] if diagonal else [])
+    while todo:
+        i, j = todo.popleft()
+        for di, dj in moves:
+            a, b = i + di, j + dj
+            if 0 <= a < gh and 0 <= b < gw and dist[a][b] is None:
+                dist[a][b] = dist[i][j] + 1
+                todo.append((a, b))
+    return max(d for row in dist for d in row)
+
+
+def check_farthest_from_visible(fn: Callable) -> bool:
+    """``fn(mask (gh, gw) bool, 1 = masked) -> int``: the most steps (up, down, left, right) from a masked
+    patch to its nearest visible patch; 0 when nothing is masked."""
+
+    def body() -> str:
+        import torch
+
+        from maelib.masking import block_bbox_mask, block_mask, random_mask
+
+        gen = torch.Generator().manual_seed(0)
+        corner = torch.ones(5, 7, dtype=torch.bool)
+        corner[0, 0] = False
+        cases = [("a 50 % row band", block_mask(1, (12, 12), 0.5)[0].reshape(12, 12)),
+                 ("a flipped 25 % band", block_mask(1, (8, 6), 0.25, flipped=True)[0].reshape(8, 6)),
+                 ("a 30 % square block", block_bbox_mask(1, (12, 12), 0.3)[0].reshape(12, 12)),
+                 ("random 75 %", random_mask(1, (12, 12), 0.75, generator=gen)[0].reshape(12, 12)),
+                 ("one visible patch in a corner", corner),
+                 ("nothing masked", torch.zeros(4, 4, dtype=torch.bool))]
+        for what, mask in cases:
+            want = _steps_to_visible(mask)
+            out = _call(fn, mask.clone())
+            try:
+                got = int(out.item() if isinstance(out, torch.Tensor) else out)
+            except (TypeError, ValueError, RuntimeError):
+                raise _Wrong(f"return one whole number of steps, got {out!r}") from None
+            if got == want:
+                continue
+            case = f"for {what} ({tuple(mask.shape)}) you give {got}, expected {want}"
+            if got == _steps_to_visible(mask, diagonal=True):
+                raise _Wrong(f"{case}. You let a diagonal move count as one step; count only up, down, left "
+                             "and right moves (a diagonal neighbour is 2 steps away)")
+            if got == want - 1:
+                raise _Wrong(f"{case}. A masked patch right next to a visible one is 1 step away, not 0")
+            if got == _steps_to_visible(~mask) and want != _steps_to_visible(~mask):
+                raise _Wrong(f"{case}. You measured from the visible patches to the masked ones: 1 = masked")
+            raise _Wrong(f"{case}. Start from every visible patch at 0 and grow outwards one step at a time "
+                         "(breadth-first), or take min over visible patches of |di| + |dj|")
+        return ("a band leaves its bottom patches far from anything visible; random masking keeps every hole "
+                "next to one")
+
+    return _run("farthest from visible", body)
+
+
+def check_scaffold_spec(fn: Callable) -> bool:
+    """``fn() -> str``: a :class:`~maelib.masking.MaskSpec` string whose masks hide the lowest 40 % of the
+    facade in photos stored upside down (array row 0 is the street), as a full-width band."""
+
+    def body() -> str:
+        import torch
+
+        from maelib.masking import MaskSpec, block_mask, make_mask
+
+        text = _call(fn)
+        if not isinstance(text, str):
+            raise _Wrong(f"return the setting as a string, e.g. 'random:0.75', got {type(text).__name__}")
+        try:
+            spec = MaskSpec.parse(text)
+        except (ValueError, TypeError) as e:
+            raise _Wrong(f"MaskSpec.parse({text!r}) refused it: {e}") from None
+        grid = (12, 12)
+        want = block_mask(1, grid, 0.4, flipped=True)[0]
+        for seed in range(4):
+            got = make_mask(batch_size=1, grid=grid, generator=torch.Generator().manual_seed(seed),
+                            **spec.options())[0][0]
+            if torch.equal(got.bool(), want):
+                continue
+            rows = got.reshape(grid).all(1)
+            if spec.mode != "block":
+                raise _Wrong(f"{text!r} hides patches in mode {spec.mode!r}; a scaffold is one band of full "
+                             "rows: mode 'block'")
+            if torch.equal(got.bool(), block_mask(1, grid, 0.4)[0]):
+                raise _Wrong(f"{text!r} hides the LAST array rows: in these upside-down photos that is the "
+                             "sky. Row 0 is the street here: add the flag that says so")
+            if int(rows.sum()) != 5:
+                raise _Wrong(f"{text!r} hides {int(rows.sum())} rows of 12, the scaffold covers "
+                             "round(0.4 * 12) = 5: block_ratio is the share of rows hidden")
+            raise _Wrong(f"{text!r} moves the band (seed {seed}): the scaffold is always at the street")
+        return f"{text!r} hides array rows 0-4, the street side of these upside-down photos"
+
+    return _run("scaffold mask", body)
 
 
 def check_combined_counts(fn: Callable) -> bool:

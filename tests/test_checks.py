@@ -347,3 +347,39 @@ def test_check_train_step(capsys):
     _v(capsys, C.check_train_step(no_zero, make), False, "zero_grad")
     _v(capsys, C.check_train_step(no_step, make), False, "did not change")
     _v(capsys, C.check_train_step(other_masks, make), False, "generator=generator")
+
+
+def _farthest_brute(mask, diagonal: bool = False) -> int:
+    """Max over masked patches of the distance to the nearest visible one, by brute force."""
+    idx = torch.stack(torch.meshgrid(torch.arange(mask.shape[0]), torch.arange(mask.shape[1]),
+                                     indexing="ij"), -1)
+    vis, hid = idx[~mask.bool()], idx[mask.bool()]
+    if len(hid) == 0:
+        return 0
+    d = (hid[:, None] - vis[None]).abs()
+    d = d.max(-1).values if diagonal else d.sum(-1)
+    return int(d.min(1).values.max())
+
+
+def test_check_farthest_from_visible(capsys):
+    _v(capsys, C.check_farthest_from_visible(_not_yet), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_farthest_from_visible(_farthest_brute), True)
+    _v(capsys, C.check_farthest_from_visible(lambda m: torch.tensor(_farthest_brute(m))), True)
+    _v(capsys, C.check_farthest_from_visible(lambda m: _farthest_brute(m, diagonal=True)), False, "diagonal")
+    _v(capsys, C.check_farthest_from_visible(lambda m: max(_farthest_brute(m) - 1, 0)), False, "1 step away")
+    _v(capsys, C.check_farthest_from_visible(lambda m: _farthest_brute(~m.bool())), False, "1 = masked")
+    _v(capsys, C.check_farthest_from_visible(lambda m: int(m.sum(0).max())), False, "breadth-first")
+    _v(capsys, C.check_farthest_from_visible(lambda m: "far"), False, "whole number")
+    band = block_mask(1, (12, 12), 0.5)[0].reshape(12, 12)
+    assert C._steps_to_visible(band) == _farthest_brute(band) == 6
+
+
+def test_check_scaffold_spec(capsys):
+    _v(capsys, C.check_scaffold_spec(_not_yet), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_scaffold_spec(lambda: "block:0.4,flipped"), True, "rows 0-4")
+    _v(capsys, C.check_scaffold_spec(lambda: "block:0.4"), False, "sky")
+    _v(capsys, C.check_scaffold_spec(lambda: "block:0.6,flipped"), False, "hides 7 rows")
+    _v(capsys, C.check_scaffold_spec(lambda: "combined:0.2+0.2"), False, "mode 'block'")
+    _v(capsys, C.check_scaffold_spec(lambda: "block:0.4,flipped,random_offset"), False, "moves the band")
+    _v(capsys, C.check_scaffold_spec(lambda: "block=0.4"), False, "refused")
+    _v(capsys, C.check_scaffold_spec(lambda: 0.4), False, "string")
