@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--size", type=int, default=None)
     e.add_argument("--device", default="cpu")
     e.add_argument("--lpips-net", default="alex", help="alex | vgg | none")
+    e.add_argument("--figure", type=int, default=0, metavar="N",
+                   help="also write comparison.png to --out: N images drawn by --seed, every method side by "
+                        "side under each mask")
 
     d = sub.add_parser("download", help="fetch a dataset or an official MAE checkpoint")
     d.add_argument("name", nargs="?", help="cmp-base | cmp-extended | an official checkpoint name (--list)")
@@ -144,6 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import run_evaluation
 
+    if args.figure and args.out is None:
+        raise UsageError("--figure writes comparison.png into --out: give --out")
     kw = {} if not args.mask_specs else {"mask_specs": tuple(args.mask_specs)}
     method = args.methods[0] if len(args.methods) == 1 else list(args.methods)
     lpips_net = None if args.lpips_net.lower() == "none" else args.lpips_net
@@ -152,9 +157,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          size=args.size, device=args.device, lpips_net=lpips_net,
                          progress=not args.no_progress, **kw)
     print(res.to_markdown())
+    if args.figure:
+        write_comparison(args, method, res)
     if args.out is not None:
         print(f"maelib: results written to {', '.join(str(p) for p in res.paths.values())}")
     return 0
+
+
+def write_comparison(args: argparse.Namespace, method, res) -> None:
+    """``comparison.png`` in ``args.out``: ``args.figure`` images of the evaluated split, drawn by
+    ``args.seed`` (:func:`maelib.evaluate.figure_indices`), every method under each mask."""
+    import torch
+
+    from ._io import atomic_write
+    from .data import load_facades
+    from .evaluate import figure_indices, plot_comparison
+
+    size = tuple(res.config["size"])
+    ds = load_facades(split=args.split, size=size if size[0] != size[1] else size[0], path=args.data,
+                      seed=args.seed, verbose=False)
+    idx = figure_indices(len(ds), args.figure, args.seed)
+    items = [ds[i] for i in idx]
+    images = torch.stack([it[0] if isinstance(it, (tuple, list)) else it for it in items])
+    fig = plot_comparison(method, images, res.mask_specs, seed=args.seed, patch_size=res.config["patch_size"],
+                          titles=[f"{args.split} #{i}" for i in idx], device=args.device)
+    path = args.out / "comparison.png"
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    res.paths["figure"] = path
 
 
 def download_list() -> str:

@@ -362,3 +362,67 @@ def run_evaluation(method, data=None, split: str = "test", mask_specs=DEFAULT_MA
     if out_dir is not None:
         result.save(out_dir)
     return result
+
+
+# --- the figure for the eye ------------------------------------------------------------------------------
+def figure_indices(num_images: int, count: int = 6, seed: int = 0) -> list[int]:
+    """``count`` image indices out of ``num_images``, drawn by ``seed`` (fixed before any model is seen).
+    Returns: sorted list of ints."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= num_images:
+        raise ValueError(f"count must be an int in [1, {num_images}], got {count!r}")
+    perm = torch.randperm(num_images, generator=torch.Generator().manual_seed(seed))
+    return sorted(perm[:count].tolist())
+
+
+def plot_comparison(method, images: torch.Tensor, mask_specs=("block:0.5", "random:0.75"), seed: int = 0,
+                    patch_size: int = 16, titles=None, device: str | torch.device = "cpu"):
+    """Side by side for the eye: one row per image; per mask, the masked input and each method's fill
+    (visible pixels kept), titled with its masked PSNR; the original last.
+
+    Args:
+        method: as in :func:`run_evaluation` (names, models, a list or a {name: method} dict).
+        images: `(N, 3, H, W)` in [0, 1], at the models' size.
+        mask_specs: ``MaskSpec`` texts; the masks are drawn as the evaluation draws them (``draw_mask``).
+        titles: optional `N` labels for the rows (e.g. the file names).
+    Returns:
+        a matplotlib Figure.
+    """
+    from .metrics import masked_psnr
+    from .viz import masked_image, new_figure
+
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be a tensor (N, 3, H, W), got {getattr(images, 'shape', images)!r}")
+    specs, device = _specs(mask_specs, None), _device(device)
+    methods = _methods(method, device)
+    models = [m for m in methods.values() if isinstance(m, nn.Module)]
+    img_size, p = _geometry(models, None, tuple(images.shape[-2:]), patch_size)
+    if tuple(images.shape[-2:]) != img_size:
+        raise ValueError(f"images are {tuple(images.shape[-2:])} but the models take {img_size}")
+    grid, n = grid_size(img_size, p), len(images)
+    images = images.float().to(device)
+    ncols = len(specs) * (1 + len(methods)) + 1
+    fig = new_figure(1.45 * ncols, 1.6 * n)
+    axes = fig.subplots(n, ncols, squeeze=False)
+    for si, (s, spec) in enumerate(specs):
+        mask = draw_mask(spec, 0, n, grid, seed)
+        pix = patch_mask_to_pixel_mask(mask, p, grid).to(device)
+        fills = {}
+        for name, fn in methods.items():
+            with torch.no_grad():
+                if isinstance(fn, nn.Module):
+                    fills[name] = reconstruct(fn, images, mask=mask.to(device)).pasted
+                else:
+                    fills[name] = fn(images, pix, patch_size=p) if fn is nearest_patch else fn(images, pix)
+        for i in range(n):
+            label = f"{s}\n{titles[i]}" if titles else s
+            panels = [(masked_image(images[i].cpu(), mask[i], p), label)]
+            for name, f in fills.items():
+                db = masked_psnr(f[i:i + 1], images[i:i + 1], pix[i:i + 1]).item()
+                panels.append((f[i].cpu(), f"{name}\n{db:.1f} dB"))
+            if si == len(specs) - 1:
+                panels.append((images[i].cpu(), "original"))
+            for ax, (im, title) in zip(axes[i][si * (1 + len(methods)):], panels):
+                ax.imshow(im.clamp(0, 1).permute(1, 2, 0).numpy())
+                ax.set_title(title, fontsize=7)
+                ax.set_axis_off()
+    return fig

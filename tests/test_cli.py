@@ -310,3 +310,14 @@ def test_train_os_errors_exit_2_without_traceback(tmp_path, capsys, monkeypatch,
     rc, out, err = run_main(["train", "--out", str(tmp_path), *TINY], capsys)
     assert rc == 2 and err.startswith("maelib train: error: ") and "Traceback" not in err
     assert (exc.filename or str(exc).split("] ")[-1]) in err
+
+
+def test_evaluate_figure_writes_the_comparison(tmp_path, capsys):
+    rc, _, err = run_main(["evaluate", "mean", "--figure", "2", "--lpips-net", "none"], capsys)
+    assert rc == 2 and "--figure" in err and "--out" in err
+    rc, out, err = run_main(["evaluate", "mean", "nearest", "--figure", "2", "--num-images", "3",
+                             "--size", "64", "--mask", "block:0.5", "--lpips-net", "none", "--no-progress",
+                             "--out", str(tmp_path)], capsys)
+    assert rc == 0, err
+    png = tmp_path / "comparison.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in out

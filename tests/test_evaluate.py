@@ -224,3 +224,45 @@ def test_plot_axis_spans_the_data_so_small_gaps_show():
     assert 13.5 < low < 15.8 and 17.4 < high < 20.0, (low, high)  # not from 0: a 1-dB gap is visible
     labels = sorted(t.get_text() for t in ax.texts)
     assert labels == ["16.3", "17.4"], labels  # each bar carries its mean
+
+
+def test_figure_indices_are_fixed_by_the_seed():
+    from maelib.evaluate import figure_indices
+
+    a = figure_indices(38, 6, seed=0)
+    assert a == figure_indices(38, 6, seed=0) and a == sorted(set(a)) and len(a) == 6
+    assert all(0 <= i < 38 for i in a) and a != figure_indices(38, 6, seed=1)
+    for bad in (0, 39, 2.0, True):
+        with pytest.raises(ValueError, match="count"):
+            figure_indices(38, bad)
+
+
+def test_plot_comparison_shows_every_method_with_its_masked_psnr():
+    from maelib.baselines import inpaint_telea, mean_fill
+    from maelib.evaluate import plot_comparison
+    from maelib.masking import MaskSpec
+    from maelib.metrics import masked_psnr
+    from maelib.model import MaskedAutoencoderViT
+    from maelib.patches import patch_mask_to_pixel_mask
+
+    imgs = _images(3)
+    fig = plot_comparison(["mean", "telea"], imgs, ("block:0.5", "random:0.75"), patch_size=8,
+                          titles=["a", "b", "c"])
+    axes = fig.axes
+    assert len(axes) == 3 * 7  # a row per image: (masked, mean, telea) per mask, then the original
+    grid = (imgs.shape[-2] // 8, imgs.shape[-1] // 8)
+    mask = draw_mask(MaskSpec.parse("random:0.75"), 0, 3, grid, 0)
+    pix = patch_mask_to_pixel_mask(mask, 8, grid)
+    for col, fn in ((1, mean_fill), (2, inpaint_telea)):
+        db = masked_psnr(fn(imgs, pix)[2:3], imgs[2:3], pix[2:3]).item()
+        assert axes[2 * 7 + 3 + col].get_title().endswith(f"{db:.1f} dB")
+    assert axes[0].get_title() == "block:0.5\na" and axes[3].get_title() == "random:0.75\na"
+    assert axes[6].get_title() == "original"
+    model = MaskedAutoencoderViT(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2,
+                                 decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
+    fig = plot_comparison({"mae": model, "nearest": "nearest"}, imgs[:, :, :32, :32], ("block:0.5",))
+    assert [a.get_title().split("\n")[0] for a in fig.axes[:4]] == ["block:0.5", "mae", "nearest", "original"]
+    with pytest.raises(ValueError, match="images"):
+        plot_comparison("mean", imgs[0])
+    with pytest.raises(ValueError, match="models take"):
+        plot_comparison(model, imgs[:, :, :16, :16])
