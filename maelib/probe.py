@@ -1,14 +1,17 @@
 """Probing frozen encoder features: what the representation is for.
 
 A probe freezes an encoder, reads one feature vector per patch and trains only a small readout (linear or a
-one-hidden-layer MLP) to predict a label per patch. Here the labels are the CMP facade classes (window, wall,
-door, balcony, ...), taken per patch as the most frequent class of its pixels. Comparing the same readout on
-different features (a pre-trained encoder, the same architecture at random initialisation, raw pixels) and a
-majority-class guess says how much the pre-training put into the features.
+one-hidden-layer MLP) to predict a label per patch; the partial fine-tune of the MAE paper trains the
+encoder's last block with a linear head on top (``train_last_block``). Here the labels are the CMP facade
+classes (window, wall, door, balcony, ...), taken per patch as the most frequent class of its pixels.
+Comparing the same readout on different features (a pre-trained encoder, the
+same architecture at random initialisation, raw pixels) and a majority-class guess says how much the
+pre-training put into the features.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +50,7 @@ def patch_labels(labels: torch.Tensor, patch_size: int, num_classes: int = 13) -
 
 @torch.no_grad()
 def encoder_features(model: MaskedAutoencoderViT, images: torch.Tensor, batch_size: int = 64,
-                     blocks: int | None = None) -> torch.Tensor:
+                     blocks: int | None = None, keep_cls: bool = False) -> torch.Tensor:
     """Frozen patch features: the encoder on the whole (unmasked) image, cls token dropped.
 
     Args:
@@ -56,8 +59,9 @@ def encoder_features(model: MaskedAutoencoderViT, images: torch.Tensor, batch_si
         batch_size: images per forward pass.
         blocks: read the tokens after this many encoder blocks (``blocks`` then ``new_blocks``); None = all
             of them and the final norm (``forward_features``).
+        keep_cls: keep the cls token in front.
     Returns:
-        `(N, L, D)` float32 on the CPU.
+        `(N, L, D)` float32 on the CPU (`(N, 1+L, D)` with ``keep_cls``).
     """
     if not isinstance(model, MaskedAutoencoderViT):
         raise TypeError(f"model must be a MaskedAutoencoderViT, got {type(model).__name__}")
@@ -83,7 +87,9 @@ def encoder_features(model: MaskedAutoencoderViT, images: torch.Tensor, batch_si
         return x
 
     try:
-        out = [run(images[i:i + batch_size])[:, 1:].float().cpu() for i in range(0, len(images), batch_size)]
+        first = 0 if keep_cls else 1
+        out = [run(images[i:i + batch_size])[:, first:].float().cpu()
+               for i in range(0, len(images), batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(out)
@@ -127,6 +133,13 @@ class Probe(nn.Module):
         return self.head(self.norm(x))
 
 
+def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Cross-entropy weights that give every present class the same total weight. Args: labels `(M,)` in
+    1..num_classes-1. Returns: `(num_classes,)`, 0 for absent classes."""
+    freq = torch.bincount(labels.reshape(-1), minlength=num_classes).float()
+    return torch.where(freq > 0, freq.sum() / (freq.clamp_min(1) * int((freq > 0).sum())), torch.zeros(()))
+
+
 def train_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int = 13, readout: str = "linear",
                 epochs: int = 30, batch_size: int = 1024, lr: float = 3e-3, weight_decay: float = 1e-4,
                 seed: int = 0) -> Probe:
@@ -145,8 +158,7 @@ def train_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int =
     gen = torch.Generator().manual_seed(int(seed))
     torch.manual_seed(int(seed))
     probe = Probe(x.shape[1], num_classes, readout)
-    freq = torch.bincount(y, minlength=num_classes).float()
-    weight = torch.where(freq > 0, freq.sum() / (freq.clamp_min(1) * int((freq > 0).sum())), torch.zeros(()))
+    weight = class_weights(y, num_classes)
     opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * -(-len(y) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
@@ -192,4 +204,76 @@ def score_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_f
     probe = train_probe(train_features, train_labels, readout=readout, **train_options)
     t = test_labels.reshape(-1)
     pred = predict(probe, test_features).reshape(-1)
+    return balanced_accuracy(pred[t > 0], t[t > 0])
+
+
+class LastBlockProbe(nn.Module):
+    """The partial fine-tune: a trainable copy of an encoder's last block and final norm, and a linear head
+    per patch. It reads the frozen tokens that enter that block (``encoder_features(blocks=depth - 1,
+    keep_cls=True)``)."""
+
+    def __init__(self, model: MaskedAutoencoderViT, num_classes: int = 13) -> None:
+        super().__init__()
+        if not isinstance(model, MaskedAutoencoderViT):
+            raise TypeError(f"model must be a MaskedAutoencoderViT, got {type(model).__name__}")
+        self.block = copy.deepcopy([*model.blocks, *model.new_blocks][-1]).float()
+        self.norm = copy.deepcopy(model.norm).float()
+        for p in (*self.block.parameters(), *self.norm.parameters()):
+            p.requires_grad_(True)
+        self.head = nn.Linear(model.config.embed_dim, num_classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Args: tokens `(N, 1+L, D)`. Returns: logits `(N, L, num_classes)`."""
+        return self.head(self.norm(self.block(tokens))[:, 1:])
+
+
+def train_last_block(model: MaskedAutoencoderViT, tokens: torch.Tensor, labels: torch.Tensor,
+                     num_classes: int = 13, epochs: int = 10, batch_size: int = 32, lr: float = 1e-3,
+                     weight_decay: float = 0.05, seed: int = 0) -> LastBlockProbe:
+    """Fine-tune a copy of ``model``'s last block with a linear head (class-balanced cross-entropy on the
+    labelled patches, AdamW, cosine decay); ``model`` itself is not changed.
+
+    Args: tokens `(N, 1+L, D)` entering the last block; labels `(N, L)`; batch_size in images; seed drives
+    the head's initialisation and the batch order. Returns: the trained probe (eval mode).
+    """
+    if tokens.ndim != 3 or labels.shape != (tokens.shape[0], tokens.shape[1] - 1):
+        raise ValueError(f"tokens must be (N, 1+L, D) and labels (N, L), got {tuple(tokens.shape)} and "
+                         f"{tuple(labels.shape)}")
+    y = labels.long()
+    if int((y > 0).sum()) < 2:
+        raise ValueError("need at least two labelled patches to train a probe")
+    gen = torch.Generator().manual_seed(int(seed))
+    torch.manual_seed(int(seed))
+    probe = LastBlockProbe(model, num_classes)
+    weight = class_weights(y[y > 0], num_classes)
+    opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * -(-len(y) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    probe.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(y), generator=gen).split(batch_size):
+            logits, target = probe(tokens[idx].float()), y[idx]
+            keep = target > 0
+            loss = F.cross_entropy(logits[keep], target[keep], weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return probe.eval()
+
+
+def score_last_block(model: MaskedAutoencoderViT, train_images: torch.Tensor, train_labels: torch.Tensor,
+                     test_images: torch.Tensor, test_labels: torch.Tensor, **train_options) -> float:
+    """Partial fine-tune on the training images, balanced accuracy on the labelled test patches.
+
+    Args: images `(N, 3, H, W)` in [0, 1] at the model's size; labels `(N, L)` patch classes
+    (:func:`patch_labels`). Returns: a float in [0, 1].
+    """
+    depth = len(model.blocks) + len(model.new_blocks)
+    tok_tr, tok_te = (encoder_features(model, x, blocks=depth - 1, keep_cls=True)
+                      for x in (train_images, test_images))
+    probe = train_last_block(model, tok_tr, train_labels, **train_options)
+    with torch.no_grad():
+        pred = probe(tok_te).argmax(-1).reshape(-1)
+    t = test_labels.reshape(-1)
     return balanced_accuracy(pred[t > 0], t[t > 0])

@@ -74,3 +74,33 @@ def test_a_probe_learns_a_separable_task_and_beats_the_majority(readout):
     assert noise < 0.6, "features without information must not score well"
     with pytest.raises(ValueError, match="readout"):
         pr.Probe(8, 4, "transformer")
+
+
+def _colour_patches(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """16 px images of 4 px patches, each a noisy red, green or blue patch; its label is the colour (1..3)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(1, 4, (n, 4, 4), generator=g)
+    colour = torch.nn.functional.one_hot(y - 1, 3).permute(0, 3, 1, 2).float()       # (n, 3, 4, 4)
+    imgs = colour.repeat_interleave(4, 2).repeat_interleave(4, 3) * 0.7 + 0.15
+    imgs = (imgs + 0.1 * torch.rand(imgs.shape, generator=g)).clamp(0, 1)
+    return imgs, y.reshape(n, 16)
+
+
+def test_the_last_block_fine_tune_learns_and_leaves_the_model_alone(model):
+    x_tr, y_tr = _colour_patches(48, 0)
+    x_te, y_te = _colour_patches(16, 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tokens = pr.encoder_features(model, x_tr, blocks=1, keep_cls=True)
+    assert tokens.shape == (48, 17, 16)
+    assert torch.equal(tokens[:, 1:], pr.encoder_features(model, x_tr, blocks=1))
+    score = pr.score_last_block(model, x_tr, y_tr, x_te, y_te, epochs=30, batch_size=8, lr=3e-3)
+    assert score > 0.9 > pr.majority_score(y_tr, y_te)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "the model must not change"
+    probe = pr.train_last_block(model, tokens, y_tr, epochs=1)
+    assert probe(tokens[:2]).shape == (2, 16, 13) and not probe.training
+    with pytest.raises(ValueError, match="tokens"):
+        pr.train_last_block(model, tokens[:, 1:], y_tr)
+    with pytest.raises(ValueError, match="two labelled"):
+        pr.train_last_block(model, tokens, torch.zeros_like(y_tr))
+    with pytest.raises(TypeError, match="MaskedAutoencoderViT"):
+        pr.LastBlockProbe(torch.nn.Linear(2, 2))
