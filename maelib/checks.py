@@ -321,7 +321,7 @@ def check_farthest_from_visible(fn: Callable) -> bool:
             out = _call(fn, mask.clone())
             try:
                 got = int(out.item() if isinstance(out, torch.Tensor) else out)
-            except (TypeError, ValueError, RuntimeError):
+            except (TypeError, ValueError, RuntimeError, OverflowError):
                 raise _Wrong(f"return one whole number of steps, got {out!r}") from None
             if got == want:
                 continue
@@ -329,14 +329,16 @@ def check_farthest_from_visible(fn: Callable) -> bool:
             if got == _steps_to_visible(mask, diagonal=True):
                 raise _Wrong(f"{case}. You let a diagonal move count as one step; count only up, down, left "
                              "and right moves (a diagonal neighbour is 2 steps away)")
-            if got == want - 1:
+            if got == want - 1 and want > 0:
                 raise _Wrong(f"{case}. A masked patch right next to a visible one is 1 step away, not 0")
-            if got == _steps_to_visible(~mask) and want != _steps_to_visible(~mask):
+            if want == 0:
+                raise _Wrong(f"{case}. With nothing masked there is nothing to reach: the answer is 0")
+            if mask.any() and got == _steps_to_visible(~mask) != want:
                 raise _Wrong(f"{case}. You measured from the visible patches to the masked ones: 1 = masked")
             raise _Wrong(f"{case}. Start from every visible patch at 0 and grow outwards one step at a time "
                          "(breadth-first), or take min over visible patches of |di| + |dj|")
         return ("a band leaves its bottom patches far from anything visible; random masking keeps every hole "
-                "next to one")
+                "within a few steps of one")
 
     return _run("farthest from visible", body)
 

@@ -14,9 +14,10 @@ TRAIN_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "data": "data", "
 TRAIN_EPILOG = """\
 threads and background jobs:
   maelib train runs torch's OpenMP threads with OMP_WAIT_POLICY=PASSIVE unless you set OMP_WAIT_POLICY
-  yourself (waiting threads sleep instead of spinning: about 8 % slower on an idle machine, and it keeps
-  about two thirds of its rate beside a notebook or a second job, where the spinning default fell to a
-  tenth). OMP_WAIT_POLICY=ACTIVE is the fastest on a machine that does nothing else.
+  yourself: waiting threads sleep instead of spinning. Alone it measured 8-27 % slower or 10 % faster
+  than the spinning default, depending on the step; beside a notebook or a second job it kept about two
+  thirds of its rate, where the spinning default fell to a tenth. OMP_WAIT_POLICY=ACTIVE restores the
+  spinning default.
   A long run in the background, checkpointed every ckpt_minutes, resumed with the same command:
     setsid nohup maelib train --preset facade-pretrain --out RUN > RUN.log 2>&1 &
     maelib train --out RUN --resume            # after a stop: continues exactly
@@ -147,6 +148,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import run_evaluation
 
+    if args.figure < 0 or (args.figure and args.num_images is not None and args.figure > args.num_images):
+        raise UsageError(f"--figure must be 0 (no figure) or 1..--num-images, got {args.figure}")
     if args.figure and args.out is None:
         raise UsageError("--figure writes comparison.png into --out: give --out")
     kw = {} if not args.mask_specs else {"mask_specs": tuple(args.mask_specs)}
@@ -164,22 +167,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_comparison(args: argparse.Namespace, method, res) -> None:
-    """``comparison.png`` in ``args.out``: ``args.figure`` images of the evaluated split, drawn by
-    ``args.seed`` (:func:`maelib.evaluate.figure_indices`), every method under each mask."""
+def write_comparison(args: argparse.Namespace, method: str | list[str], res) -> None:
+    """``comparison.png`` in ``args.out``: ``args.figure`` of the evaluated images, drawn by ``args.seed``
+    (:func:`maelib.evaluate.figure_indices`), every method under the evaluation's own masks."""
     import torch
 
     from ._io import atomic_write
     from .data import load_facades
     from .evaluate import figure_indices, plot_comparison
 
+    n = res.config["num_images"]
+    if args.figure > n:
+        raise UsageError(f"--figure {args.figure} is more than the {n} images evaluated")
     size = tuple(res.config["size"])
     ds = load_facades(split=args.split, size=size if size[0] != size[1] else size[0], path=args.data,
                       seed=args.seed, verbose=False)
-    idx = figure_indices(len(ds), args.figure, args.seed)
+    idx = figure_indices(n, args.figure, args.seed)
     items = [ds[i] for i in idx]
     images = torch.stack([it[0] if isinstance(it, (tuple, list)) else it for it in items])
-    fig = plot_comparison(method, images, res.mask_specs, seed=args.seed, patch_size=res.config["patch_size"],
+    fig = plot_comparison(method, images, res.mask_specs, masks={s: m[idx] for s, m in res.masks.items()},
+                          seed=args.seed, patch_size=res.config["patch_size"],
                           titles=[f"{args.split} #{i}" for i in idx], device=args.device)
     path = args.out / "comparison.png"
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
@@ -227,13 +234,20 @@ def cmd_download(args: argparse.Namespace) -> int:
 def reexec_with_wait_policy(execv=os.execv) -> None:
     """Restart this command with ``OMP_WAIT_POLICY=PASSIVE`` when the variable is unset (OpenMP reads it only
     when torch is loaded, so it cannot change in a running process). Does nothing when it is set, or on a
-    platform without ``exec``."""
+    platform without ``exec``; when the restart fails, says so and carries on with the default."""
     if "OMP_WAIT_POLICY" in os.environ or os.name != "posix":
+        return
+    if not sys.executable or sys.orig_argv[1:2] == ["-"]:  # no interpreter to restart, or a script from stdin
         return
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     sys.stdout.flush()
     sys.stderr.flush()
-    execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    try:
+        execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    except OSError as err:
+        del os.environ["OMP_WAIT_POLICY"]
+        print(f"maelib train: could not restart with OMP_WAIT_POLICY=PASSIVE ({err}); continuing with the "
+              "default wait policy", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,9 +14,10 @@ import json
 import math
 import os
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -30,6 +31,9 @@ from .metrics import METRICS, LPIPSMetric, compute_metrics, mean_ci
 from .model import MaskedAutoencoderViT
 from .patches import grid_size, patch_mask_to_pixel_mask, pixel_mask_to_patch_mask, to_2tuple
 from .run_folder import check_writable_dir
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LABELS = {"masked_psnr": "masked PSNR (dB) ↑", "psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
 
@@ -119,7 +123,10 @@ class EvalResult:
                 highs += [a + e for a, e in zip(means, errs) if math.isfinite(a)]
             if lows:
                 pad = max(0.15 * (max(highs) - min(lows)), 1e-3)
-                ax.set_ylim(min(lows) - pad, max(highs) + pad)
+                low, high = min(lows) - pad, max(highs) + pad
+                if k in ("ssim", "lpips"):                      # bounded metrics stay in [0, 1]
+                    low, high = max(low, 0.0), min(high, 1.0)
+                ax.set_ylim(low, high)
             ax.set_xticks(range(len(self.mask_specs)), self.mask_specs, rotation=20, fontsize=8)
             ax.set_title(LABELS[k] + ("" if not lows else " (axis not from 0)"), fontsize=9)
         axes[0].legend(fontsize=8)
@@ -277,16 +284,22 @@ def _lpips(net: str | None, img_size: tuple[int, int], device: torch.device) -> 
     return lp, ([] if lp.available else [f"LPIPS not computed: {lp.reason}"])
 
 
-def _score(name: str, fn, images: torch.Tensor, mask: torch.Tensor, pix: torch.Tensor, patch_size: int,
-           lp: LPIPSMetric | None) -> dict[str, torch.Tensor]:
+def _fill(name: str, fn, images: torch.Tensor, mask: torch.Tensor, pix: torch.Tensor,
+          patch_size: int) -> torch.Tensor:
+    """One method's fill of the masked patches. Args: images `(N, 3, H, W)`, mask `(N, L)`, pix
+    `(N, 1, H, W)`. Returns: `(N, 3, H, W)` in [0, 1] (visible pixels as the method left them)."""
     if isinstance(fn, nn.Module):
-        rec = reconstruct(fn, images, mask=mask.to(images.device))
-        return compute_metrics(rec.reconstruction, rec.images, rec.pixel_mask, lpips=lp)
+        return reconstruct(fn, images, mask=mask.to(images.device)).reconstruction
     pred = fn(images, pix, patch_size=patch_size) if fn is nearest_patch else fn(images, pix)
     if not isinstance(pred, torch.Tensor) or pred.shape != images.shape:
         raise ValueError(f"method {name!r} returned {getattr(pred, 'shape', type(pred).__name__)}, "
                          f"expected {tuple(images.shape)}")
-    return compute_metrics(pred, images, pix, lpips=lp)
+    return pred
+
+
+def _score(name: str, fn, images: torch.Tensor, mask: torch.Tensor, pix: torch.Tensor, patch_size: int,
+           lp: LPIPSMetric | None) -> dict[str, torch.Tensor]:
+    return compute_metrics(_fill(name, fn, images, mask, pix, patch_size), images, pix, lpips=lp)
 
 
 def run_evaluation(method, data=None, split: str = "test", mask_specs=DEFAULT_MASK_SPECS, out_dir=None,
@@ -374,24 +387,31 @@ def figure_indices(num_images: int, count: int = 6, seed: int = 0) -> list[int]:
     return sorted(perm[:count].tolist())
 
 
-def plot_comparison(method, images: torch.Tensor, mask_specs=("block:0.5", "random:0.75"), seed: int = 0,
-                    patch_size: int = 16, titles=None, device: str | torch.device = "cpu"):
+def plot_comparison(method, images: torch.Tensor,
+                    mask_specs: str | Sequence[str] = ("block:0.5", "random:0.75"),
+                    masks: Mapping[str, torch.Tensor] | None = None, seed: int = 0, patch_size: int = 16,
+                    titles: Sequence[str] | None = None, device: str | torch.device = "cpu") -> Figure:
     """Side by side for the eye: one row per image; per mask, the masked input and each method's fill
-    (visible pixels kept), titled with its masked PSNR; the original last.
+    (visible pixels pasted back), titled with its masked PSNR; the original last.
 
     Args:
         method: as in :func:`run_evaluation` (names, models, a list or a {name: method} dict).
         images: `(N, 3, H, W)` in [0, 1], at the models' size.
-        mask_specs: ``MaskSpec`` texts; the masks are drawn as the evaluation draws them (``draw_mask``).
-        titles: optional `N` labels for the rows (e.g. the file names).
+        mask_specs: ``MaskSpec`` texts, one column group each.
+        masks: optional {spec: `(N, L)` bool} masks for these images, e.g. ``result.masks[spec][indices]``
+            of an :class:`EvalResult`, so that each title equals that image's value in the result; specs
+            not given are drawn with :func:`draw_mask` for one batch of N images.
+        titles: optional N labels for the rows (e.g. the image indices).
     Returns:
         a matplotlib Figure.
     """
-    from .metrics import masked_psnr
+    from .metrics import masked_psnr, paste_visible
     from .viz import masked_image, new_figure
 
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be a tensor (N, 3, H, W), got {getattr(images, 'shape', images)!r}")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"titles must have one label per image ({len(images)}), got {len(titles)}")
     specs, device = _specs(mask_specs, None), _device(device)
     methods = _methods(method, device)
     models = [m for m in methods.values() if isinstance(m, nn.Module)]
@@ -404,15 +424,16 @@ def plot_comparison(method, images: torch.Tensor, mask_specs=("block:0.5", "rand
     fig = new_figure(1.45 * ncols, 1.6 * n)
     axes = fig.subplots(n, ncols, squeeze=False)
     for si, (s, spec) in enumerate(specs):
-        mask = draw_mask(spec, 0, n, grid, seed)
+        mask = (masks or {}).get(s)
+        if mask is None:
+            mask = draw_mask(spec, 0, n, grid, seed)
+        elif tuple(mask.shape) != (n, grid[0] * grid[1]):
+            raise ValueError(f"masks[{s!r}] must be ({n}, {grid[0] * grid[1]}), got {tuple(mask.shape)}")
+        mask = mask.bool().cpu()
         pix = patch_mask_to_pixel_mask(mask, p, grid).to(device)
-        fills = {}
-        for name, fn in methods.items():
-            with torch.no_grad():
-                if isinstance(fn, nn.Module):
-                    fills[name] = reconstruct(fn, images, mask=mask.to(device)).pasted
-                else:
-                    fills[name] = fn(images, pix, patch_size=p) if fn is nearest_patch else fn(images, pix)
+        with torch.no_grad():
+            fills = {name: paste_visible(images, _fill(name, fn, images, mask, pix, p).clamp(0, 1), pix)
+                     for name, fn in methods.items()}
         for i in range(n):
             label = f"{s}\n{titles[i]}" if titles else s
             panels = [(masked_image(images[i].cpu(), mask[i], p), label)]

@@ -136,7 +136,11 @@ class Probe(nn.Module):
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Cross-entropy weights that give every present class the same total weight. Args: labels `(M,)` in
     1..num_classes-1. Returns: `(num_classes,)`, 0 for absent classes."""
-    freq = torch.bincount(labels.reshape(-1), minlength=num_classes).float()
+    labels = labels.reshape(-1)
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"labels must be in 0..{num_classes - 1}, got values {int(labels.min())}.."
+                         f"{int(labels.max())}")
+    freq = torch.bincount(labels, minlength=num_classes).float()
     return torch.where(freq > 0, freq.sum() / (freq.clamp_min(1) * int((freq > 0).sum())), torch.zeros(()))
 
 
@@ -209,15 +213,18 @@ def score_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_f
 
 class LastBlockProbe(nn.Module):
     """The partial fine-tune: a trainable copy of an encoder's last block and final norm, and a linear head
-    per patch. It reads the frozen tokens that enter that block (``encoder_features(blocks=depth - 1,
-    keep_cls=True)``)."""
+    per patch, on the CPU. It reads the frozen tokens that enter that block (``encoder_features(blocks=depth
+    - 1, keep_cls=True)``).
+
+    Args: model: the encoder to copy from (not changed); num_classes: the number of class values.
+    """
 
     def __init__(self, model: MaskedAutoencoderViT, num_classes: int = 13) -> None:
         super().__init__()
         if not isinstance(model, MaskedAutoencoderViT):
             raise TypeError(f"model must be a MaskedAutoencoderViT, got {type(model).__name__}")
-        self.block = copy.deepcopy([*model.blocks, *model.new_blocks][-1]).float()
-        self.norm = copy.deepcopy(model.norm).float()
+        self.block = copy.deepcopy([*model.blocks, *model.new_blocks][-1]).to("cpu", torch.float32)
+        self.norm = copy.deepcopy(model.norm).to("cpu", torch.float32)
         for p in (*self.block.parameters(), *self.norm.parameters()):
             p.requires_grad_(True)
         self.head = nn.Linear(model.config.embed_dim, num_classes)
@@ -252,8 +259,11 @@ def train_last_block(model: MaskedAutoencoderViT, tokens: torch.Tensor, labels: 
     probe.train()
     for _ in range(epochs):
         for idx in torch.randperm(len(y), generator=gen).split(batch_size):
-            logits, target = probe(tokens[idx].float()), y[idx]
+            target = y[idx]
             keep = target > 0
+            if not keep.any():                      # no labelled patch in these images: nothing to learn
+                continue
+            logits = probe(tokens[idx].float())
             loss = F.cross_entropy(logits[keep], target[keep], weight=weight)
             opt.zero_grad()
             loss.backward()

@@ -370,6 +370,9 @@ def test_check_farthest_from_visible(capsys):
     _v(capsys, C.check_farthest_from_visible(lambda m: _farthest_brute(~m.bool())), False, "1 = masked")
     _v(capsys, C.check_farthest_from_visible(lambda m: int(m.sum(0).max())), False, "breadth-first")
     _v(capsys, C.check_farthest_from_visible(lambda m: "far"), False, "whole number")
+    _v(capsys, C.check_farthest_from_visible(lambda m: float("inf")), False, "whole number")
+    _v(capsys, C.check_farthest_from_visible(lambda m: _farthest_brute(m) if m.any() else 5), False,
+       "nothing masked")
     band = block_mask(1, (12, 12), 0.5)[0].reshape(12, 12)
     assert C._steps_to_visible(band) == _farthest_brute(band) == 6
 

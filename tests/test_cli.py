@@ -321,3 +321,30 @@ def test_evaluate_figure_writes_the_comparison(tmp_path, capsys):
     assert rc == 0, err
     png = tmp_path / "comparison.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in out
+
+
+def test_main_restarts_only_train_runs(monkeypatch, tmp_path):
+    import maelib.cli as cli
+
+    calls = []
+    monkeypatch.setattr(cli, "reexec_with_wait_policy", lambda: calls.append(sys.argv[1:]))
+    monkeypatch.setattr(cli, "cmd_train", lambda args: 0)
+    monkeypatch.setattr(cli, "cmd_evaluate", lambda args: 0)
+    for argv in (["maelib", "train", "--out", str(tmp_path), "--print-config"],
+                 ["maelib", "evaluate", "mean"], ["maelib", "train", "--out", str(tmp_path)]):
+        monkeypatch.setattr(sys, "argv", argv)
+        assert cli.main() == 0
+    assert calls == [["train", "--out", str(tmp_path)]]
+    assert cli.main(["train", "--out", str(tmp_path)]) == 0 and len(calls) == 1  # argv given: no restart
+
+
+def test_wait_policy_restart_failure_carries_on(monkeypatch, capsys):
+    from maelib.cli import reexec_with_wait_policy
+
+    def refuse(*a):
+        raise OSError("exec not allowed here")
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "maelib", "train"])
+    reexec_with_wait_policy(execv=refuse)
+    assert "OMP_WAIT_POLICY" not in os.environ and "could not restart" in capsys.readouterr().err

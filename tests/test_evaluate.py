@@ -266,3 +266,35 @@ def test_plot_comparison_shows_every_method_with_its_masked_psnr():
         plot_comparison("mean", imgs[0])
     with pytest.raises(ValueError, match="models take"):
         plot_comparison(model, imgs[:, :, :16, :16])
+
+
+def test_plot_comparison_with_the_results_masks_repeats_the_results_values():
+    from maelib.evaluate import figure_indices, plot_comparison
+
+    imgs = _images(5)
+    res = run_evaluation(["mean", "telea"], data=imgs, mask_specs=("random:0.75", "block:0.5"), batch_size=2,
+                         patch_size=8, lpips_net=None)
+    idx = figure_indices(5, 3, seed=0)
+    fig = plot_comparison(["mean", "telea"], imgs[idx], res.mask_specs, patch_size=8,
+                          masks={s: m[idx] for s, m in res.masks.items()})
+    ncols = 2 * 3 + 1
+    for si, s in enumerate(res.mask_specs):
+        for row, i in enumerate(idx):
+            for col, m in enumerate(res.methods):
+                title = fig.axes[row * ncols + 3 * si + 1 + col].get_title()
+                assert title == f"{m}\n{res.values[m][s]['masked_psnr'][i]:.1f} dB", (s, i, m, title)
+    with pytest.raises(ValueError, match="masks"):
+        plot_comparison("mean", imgs[idx], ("random:0.75",), patch_size=8, masks={"random:0.75": res.masks[
+            "random:0.75"]})
+    with pytest.raises(ValueError, match="titles"):
+        plot_comparison("mean", imgs[idx], ("random:0.75",), patch_size=8, titles=["a"])
+
+
+def test_plot_keeps_bounded_metrics_in_range():
+    vals = {"m": {"random:0.75": {"masked_psnr": [20.0], "psnr": [21.0], "ssim": [0.999], "lpips": [0.001]}},
+            "n": {"random:0.75": {"masked_psnr": [19.0], "psnr": [20.0], "ssim": [0.5], "lpips": [0.4]}}}
+    fig = EvalResult(["m", "n"], ["random:0.75"], vals).plot()
+    for ax in fig.axes:
+        if ax.get_title().startswith(("SSIM", "LPIPS")):
+            low, high = ax.get_ylim()
+            assert 0.0 <= low and high <= 1.0, (ax.get_title(), low, high)

@@ -104,3 +104,13 @@ def test_the_last_block_fine_tune_learns_and_leaves_the_model_alone(model):
         pr.train_last_block(model, tokens, torch.zeros_like(y_tr))
     with pytest.raises(TypeError, match="MaskedAutoencoderViT"):
         pr.LastBlockProbe(torch.nn.Linear(2, 2))
+
+
+def test_last_block_skips_batches_without_labels(model):
+    x, y = _colour_patches(8, 2)
+    y[:4] = 0                                            # the first images have no labelled patch
+    tokens = pr.encoder_features(model, x, blocks=1, keep_cls=True)
+    probe = pr.train_last_block(model, tokens, y, epochs=2, batch_size=2)
+    assert all(torch.isfinite(p).all() for p in probe.parameters())
+    with pytest.raises(ValueError, match="0..12"):
+        pr.class_weights(torch.tensor([1, 13]), 13)
