@@ -144,6 +144,25 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.where(freq > 0, freq.sum() / (freq.clamp_min(1) * int((freq > 0).sum())), torch.zeros(()))
 
 
+def _fit(module: nn.Module, n: int, batch_loss, epochs: int, batch_size: int, lr: float, weight_decay: float,
+         gen: torch.Generator) -> nn.Module:
+    """AdamW with cosine decay over ``epochs`` passes of ``n`` items in shuffled batches; ``batch_loss(idx)``
+    returns the loss of a batch (None: skip it). Returns: ``module`` in eval mode."""
+    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs * -(-n // batch_size), 1))
+    module.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(n, generator=gen).split(batch_size):
+            loss = batch_loss(idx)
+            if loss is None:
+                continue
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return module.eval()
+
+
 def train_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int = 13, readout: str = "linear",
                 epochs: int = 30, batch_size: int = 1024, lr: float = 3e-3, weight_decay: float = 1e-4,
                 seed: int = 0) -> Probe:
@@ -163,18 +182,8 @@ def train_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int =
     torch.manual_seed(int(seed))
     probe = Probe(x.shape[1], num_classes, readout)
     weight = class_weights(y, num_classes)
-    opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * -(-len(y) // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
-    probe.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(y), generator=gen).split(batch_size):
-            loss = F.cross_entropy(probe(x[idx]), y[idx], weight=weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    return probe.eval()
+    return _fit(probe, len(y), lambda idx: F.cross_entropy(probe(x[idx]), y[idx], weight=weight), epochs,
+                batch_size, lr, weight_decay, gen)
 
 
 @torch.no_grad()
@@ -253,23 +262,14 @@ def train_last_block(model: MaskedAutoencoderViT, tokens: torch.Tensor, labels: 
     torch.manual_seed(int(seed))
     probe = LastBlockProbe(model, num_classes)
     weight = class_weights(y[y > 0], num_classes)
-    opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * -(-len(y) // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
-    probe.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(y), generator=gen).split(batch_size):
-            target = y[idx]
-            keep = target > 0
-            if not keep.any():                      # no labelled patch in these images: nothing to learn
-                continue
-            logits = probe(tokens[idx].float())
-            loss = F.cross_entropy(logits[keep], target[keep], weight=weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    return probe.eval()
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor | None:
+        keep = y[idx] > 0
+        if not keep.any():                          # no labelled patch in these images: nothing to learn
+            return None
+        return F.cross_entropy(probe(tokens[idx].float())[keep], y[idx][keep], weight=weight)
+
+    return _fit(probe, len(y), batch_loss, epochs, batch_size, lr, weight_decay, gen)
 
 
 def score_last_block(model: MaskedAutoencoderViT, train_images: torch.Tensor, train_labels: torch.Tensor,
