@@ -15,6 +15,9 @@ the same run. ``--e2e-steps N`` then runs ``maelib train --preset facade-pretrai
 photos when ``$MAELIB_CMP_DIR`` is set (procedural facades otherwise) and reads its log: steady-state rate
 after warm-up, with compile and cache-build times reported apart.
 
+``facade-128px`` is the bundled architecture at 128 px (16 × 16 patches): the resolution the model card weighs
+against 96 px.
+
 Run: ``python benchmarks/bench_train_step.py [--rounds 6] [--no-compile] [--e2e-steps 80] [--only facade]``.
 """
 
@@ -39,6 +42,8 @@ _facade = PRESETS["facade-pretrain"]
 CONFIGS = {
     "facade": dict(model=_facade.model, img_size=_facade.img_size, kwargs=dict(_facade.model_kwargs),
                    batch=_facade.batch_size),
+    "facade-128px": dict(model=_facade.model, img_size=128, kwargs=dict(_facade.model_kwargs),
+                         batch=_facade.batch_size),
     "facade-384d": dict(model=_facade.model, img_size=_facade.img_size,
                         kwargs=dict(_facade.model_kwargs, embed_dim=384, depth=8, num_heads=6),
                         batch=_facade.batch_size),
