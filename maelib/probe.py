@@ -12,6 +12,7 @@ pre-training put into the features.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -148,6 +149,13 @@ def _fit(module: nn.Module, n: int, batch_loss, epochs: int, batch_size: int, lr
          gen: torch.Generator) -> nn.Module:
     """AdamW with cosine decay over ``epochs`` passes of ``n`` items in shuffled batches; ``batch_loss(idx)``
     returns the loss of a batch (None: skip it). Returns: ``module`` in eval mode."""
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    for name, value, low in (("lr", lr, "> 0"), ("weight_decay", weight_decay, ">= 0")):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or (value <= 0 if name == "lr" else value < 0):
+            raise ValueError(f"{name} must be a finite number {low}, got {value!r}")
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs * -(-n // batch_size), 1))
     module.train()
@@ -179,8 +187,9 @@ def train_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int =
     if len(y) < 2:
         raise ValueError("need at least two labelled items to train a probe")
     gen = torch.Generator().manual_seed(int(seed))
-    torch.manual_seed(int(seed))
-    probe = Probe(x.shape[1], num_classes, readout)
+    with torch.random.fork_rng(devices=[]):  # seeded init; the caller's global RNG is left alone
+        torch.manual_seed(int(seed))
+        probe = Probe(x.shape[1], num_classes, readout)
     weight = class_weights(y, num_classes)
     return _fit(probe, len(y), lambda idx: F.cross_entropy(probe(x[idx]), y[idx], weight=weight), epochs,
                 batch_size, lr, weight_decay, gen)
@@ -259,8 +268,9 @@ def train_last_block(model: MaskedAutoencoderViT, tokens: torch.Tensor, labels: 
     if int((y > 0).sum()) < 2:
         raise ValueError("need at least two labelled patches to train a probe")
     gen = torch.Generator().manual_seed(int(seed))
-    torch.manual_seed(int(seed))
-    probe = LastBlockProbe(model, num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        probe = LastBlockProbe(model, num_classes)
     weight = class_weights(y[y > 0], num_classes)
 
     def batch_loss(idx: torch.Tensor) -> torch.Tensor | None:

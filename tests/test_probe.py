@@ -114,3 +114,26 @@ def test_last_block_skips_batches_without_labels(model):
     assert all(torch.isfinite(p).all() for p in probe.parameters())
     with pytest.raises(ValueError, match="0..12"):
         pr.class_weights(torch.tensor([1, 13]), 13)
+
+
+def test_probe_training_checks_its_settings_and_leaves_the_global_rng_alone(model):
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(64, 8, generator=g), torch.randint(1, 4, (64,), generator=g)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first = pr.train_probe(x, y, epochs=2, seed=5)
+    assert torch.equal(torch.get_rng_state(), state), "training a probe must not reseed the global RNG"
+    again = pr.train_probe(x, y, epochs=2, seed=5)
+    assert all(torch.equal(a, b) for a, b in zip(first.parameters(), again.parameters())), "seed decides"
+    imgs, labels = _colour_patches(4, 3)
+    tokens = pr.encoder_features(model, imgs, blocks=1, keep_cls=True)
+    pr.train_last_block(model, tokens, labels, epochs=1, batch_size=2)
+    assert torch.equal(torch.get_rng_state(), state)
+    for bad, match in ((dict(epochs=0), "epochs must be an int >= 1, got 0"),
+                       (dict(epochs=2.5), "epochs"), (dict(batch_size=True), "batch_size"),
+                       (dict(lr=0.0), "lr must be a finite number > 0, got 0.0"),
+                       (dict(lr=float("nan")), "lr"), (dict(weight_decay=-1e-4), "weight_decay")):
+        with pytest.raises(ValueError, match=match):
+            pr.train_probe(x, y, **bad)
+        with pytest.raises(ValueError, match=match):
+            pr.train_last_block(model, tokens, labels, **bad)
