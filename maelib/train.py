@@ -528,12 +528,16 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
             data_time += time.perf_counter() - td
             spec = cfg.mask_spec(epoch, micro)
             opts = spec.options()
+            # drawn here, not in the (compiled) model: a ratio in the graph recompiles it per value
+            mask, noise = make_mask(opts.pop("mask_mode"), imgs.shape[0], model.grid_size, generator=mask_gen,
+                                    device=imgs.device, **opts)
+            opts = {"mask_mode": "given", "mask": mask, "noise": noise}
             boundary = (micro + 1) % cfg.accum_steps == 0
             sync = net.no_sync() if world > 1 and not boundary else contextlib.nullcontext()
             with sync:
                 with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     try:
-                        loss, _, _ = net(imgs, generator=mask_gen, check_finite=False, **opts)
+                        loss, _, _ = net(imgs, check_finite=False, **opts)
                     except Exception as err:
                         if compiled_ok:
                             raise
@@ -541,7 +545,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
                             print(f"maelib: torch.compile failed ({type(err).__name__}: {err}); "
                                   "training continues in eager mode")
                         net = eager_net
-                        loss, _, _ = net(imgs, generator=mask_gen, check_finite=False, **opts)
+                        loss, _, _ = net(imgs, check_finite=False, **opts)
                     compiled_ok = True
                 value = loss.detach().float()
                 if world > 1:

@@ -409,3 +409,27 @@ def test_compile_auto_only_for_long_runs():
     assert not cfg.use_compile(10_000, "cpu") and cfg.use_compile(1_000_000, "cpu")
     assert not cfg.use_compile(1_000_000, "mps")
     assert tiny(compile=True).use_compile(10, "cpu") and not tiny(compile=False).use_compile(10**9, "cpu")
+
+
+def test_the_compiled_model_gets_a_drawn_mask_not_a_ratio(tmp_path, monkeypatch):
+    """Under torch.compile a Python float argument is a constant of the graph: every new ratio of a curriculum
+    recompiled part of it (seen in the bundled fine-tune). The step draws the mask and passes tensors."""
+    calls = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, imgs, *args, **kw):
+            calls.append((args, kw))
+            return self.net(imgs, *args, **kw)
+
+    monkeypatch.setattr(mt.torch, "compile", lambda net, **_: Recorder(net))
+    model = train(tiny(compile=True, epochs=1), tmp_path / "run", progress=False, export=False).model
+    assert calls, "the compiled module was not used"
+    length = model.grid_size[0] * model.grid_size[1]
+    for args, kw in calls:
+        assert args == () and kw["mask_mode"] == "given"
+        assert not [k for k, v in kw.items() if isinstance(v, float)], f"floats reach the graph: {kw}"
+        assert kw["mask"].dtype == torch.bool and kw["mask"].shape[1] == length
