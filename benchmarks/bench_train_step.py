@@ -15,6 +15,12 @@ the same run. ``--e2e-steps N`` then runs ``maelib train --preset facade-pretrai
 photos when ``$MAELIB_CMP_DIR`` is set (procedural facades otherwise) and reads its log: steady-state rate
 after warm-up, with compile and cache-build times reported apart.
 
+``--curriculum-steps N`` trains the compiled facade model N steps with a bottom band whose ratio changes every
+step, as the fine-tune curriculum draws it: the ratio passed into the compiled model (a Python float, so a
+constant of the graph) against the mask drawn first and passed as a tensor (what ``maelib train`` does), with
+the recompilations counted. The two run one after the other (dynamo's cache is per process), not interleaved;
+on a cold inductor cache the first pays the first compilation, so compare a second run.
+
 ``facade-128px`` is the bundled architecture at 128 px (16 × 16 patches): the resolution the model card weighs
 against 96 px.
 
@@ -34,6 +40,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from maelib.masking import MaskSpec, make_mask
 from maelib.model import create_model
 from maelib.train import adamw_impl, autocast_dtype, fused_attention, train
 from maelib.train_config import PRESETS
@@ -157,12 +164,52 @@ def end_to_end(steps: int, compile: str) -> dict:
             "policy": policy, "sources": list(sources), "wall_s": wall}
 
 
+def curriculum(steps: int, device: torch.device) -> list[dict]:
+    """Compiled facade steps under changing band ratios; see the module docstring."""
+    from torch._dynamo.utils import counters
+
+    spec = CONFIGS["facade"]
+    draws = torch.empty(steps).uniform_(0.25, 0.6, generator=torch.Generator().manual_seed(0))
+    ratios = [round(float(r), 3) for r in draws]  # as TrainConfig.mask_spec writes them
+    imgs = torch.rand(spec["batch"], 3, spec["img_size"], spec["img_size"],
+                      generator=torch.Generator().manual_seed(1)).to(device)
+    rows = []
+    for name in ("ratio in the graph", "mask drawn first"):
+        torch._dynamo.reset()
+        counters.clear()
+        v = Variant(name, spec, device, maelib_choice=True, compile=True)
+        gen = torch.Generator(device).manual_seed(0)
+        t0 = time.perf_counter()
+        for r in ratios:
+            opts = MaskSpec(mode="block", block_ratio=r).options()
+            if name == "mask drawn first":
+                mask, noise = make_mask(opts.pop("mask_mode"), spec["batch"], v.model.grid_size,
+                                        generator=gen, device=device, **opts)
+                opts = {"mask_mode": "given", "mask": mask, "noise": noise}
+            else:
+                opts["generator"] = gen
+            t = time.perf_counter()
+            with torch.autocast(device.type, dtype=v.amp or torch.float32, enabled=v.amp is not None):
+                loss, _, _ = v.net(imgs, check_finite=False, **opts)
+            loss.backward()
+            v.opt.step()
+            v.opt.zero_grad(set_to_none=True)
+            v.losses.append(float(loss.detach()))
+            v.times.append(time.perf_counter() - t)
+        rows.append({"variant": name, "wall_s": time.perf_counter() - t0,
+                     "graphs": counters["stats"]["unique_graphs"],
+                     "img_s_late": spec["batch"] / statistics.median(v.times[steps // 2:]),
+                     "losses": v.losses})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--e2e-steps", type=int, default=80, help="0 skips the end-to-end run")
+    ap.add_argument("--curriculum-steps", type=int, default=40, help="0 skips the curriculum comparison")
     ap.add_argument("--only", default=None, help="comma-separated subset of " + ",".join(CONFIGS))
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
@@ -193,6 +240,16 @@ def main() -> None:
         if r["variant"].endswith("+compile"):
             print(f"{r['model']}: the first compiled step took {r['first_s']:.1f} s more than a steady one "
                   "(compilation; less when the inductor cache already holds the graphs)")
+    if args.curriculum_steps and not args.no_compile:
+        cur = curriculum(args.curriculum_steps, device)
+        print(f"\ncompiled facade model, {args.curriculum_steps} steps, a new band ratio every step:")
+        print("| mask | compiled graphs | wall (s) | img/s, second half (median) |")
+        print("|---|---|---|---|")
+        for r in cur:
+            print(f"| {r['variant']} | {r['graphs']} | {r['wall_s']:.1f} | {r['img_s_late']:.1f} |")
+        gap = max(abs(a - b) / abs(b) for a, b in zip(cur[0]["losses"], cur[1]["losses"]))
+        print(f"wall ratio {cur[0]['wall_s'] / cur[1]['wall_s']:.2f}x; largest relative loss difference "
+              f"{gap:.1e} (the same masks; bf16 kernels fused differently)")
     print(f"\nload after: {os.getloadavg()[0]:.2f}")
 
 

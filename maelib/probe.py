@@ -149,13 +149,16 @@ def _fit(module: nn.Module, n: int, batch_loss, epochs: int, batch_size: int, lr
          gen: torch.Generator) -> nn.Module:
     """AdamW with cosine decay over ``epochs`` passes of ``n`` items in shuffled batches; ``batch_loss(idx)``
     returns the loss of a batch (None: skip it). Returns: ``module`` in eval mode."""
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    for name, value, low in (("lr", lr, "> 0"), ("weight_decay", weight_decay, ">= 0")):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not ok or (value <= 0 if name == "lr" else value < 0):
-            raise ValueError(f"{name} must be a finite number {low}, got {value!r}")
+    if not number(lr) or lr <= 0:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if not number(weight_decay) or weight_decay < 0:
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs * -(-n // batch_size), 1))
     module.train()

@@ -527,10 +527,10 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
             imgs = norm.normalize(imgs.to(device, non_blocking=True))
             data_time += time.perf_counter() - td
             spec = cfg.mask_spec(epoch, micro)
-            opts = spec.options()
             # drawn here, not in the (compiled) model: a ratio in the graph recompiles it per value
-            mask, noise = make_mask(opts.pop("mask_mode"), imgs.shape[0], model.grid_size, generator=mask_gen,
-                                    device=imgs.device, **opts)
+            spec_opts = spec.options()
+            mask, noise = make_mask(spec_opts.pop("mask_mode"), imgs.shape[0], model.grid_size,
+                                    generator=mask_gen, device=imgs.device, **spec_opts)
             opts = {"mask_mode": "given", "mask": mask, "noise": noise}
             boundary = (micro + 1) % cfg.accum_steps == 0
             sync = net.no_sync() if world > 1 and not boundary else contextlib.nullcontext()
