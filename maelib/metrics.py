@@ -17,7 +17,7 @@ import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from .norm import Normalization
-from .patches import check_images, check_pixel_mask
+from .patches import check_images, check_pixel_mask, paste_visible
 
 METRICS: tuple[str, ...] = ("masked_psnr", "psnr", "ssim", "lpips")
 LPIPS_NETS: dict[str, tuple[str, str]] = {"alex": ("alexnet", "AlexNet_Weights"),
@@ -76,17 +76,6 @@ def to_unit(x: torch.Tensor, normalization: Normalization | None = None) -> torc
     Returns: float tensor in [0, 1] (un-normalised with :meth:`Normalization.denormalize`, clamped)."""
     x = x.float()
     return normalization.denormalize(x) if normalization is not None else x.clamp(0.0, 1.0)
-
-
-def paste_visible(original01: torch.Tensor, recon01: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
-    """Visible pixels from ``original01``, masked pixels from ``recon01``.
-
-    Args: original01, recon01 `(N, 3, H, W)` in [0, 1]; pixel_mask `(N, 1, H, W)` or `(N, H, W)`, 1 = masked.
-    Returns: `(N, 3, H, W)`.
-    """
-    _check_pair(recon01, original01, ("recon01", "original01"))
-    m = check_pixel_mask(pixel_mask, original01)
-    return torch.where(m, recon01.to(original01.dtype), original01)
 
 
 def masked_psnr(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor,

@@ -121,6 +121,23 @@ def check_pixel_mask(pixel_mask: torch.Tensor, like: torch.Tensor) -> torch.Tens
     return (m > 0.5).to(like.device)
 
 
+def paste_visible(visible: torch.Tensor, fill: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
+    """The one paste of maelib: visible pixels from ``visible``, masked pixels from ``fill``.
+
+    Differentiable in ``fill`` (training's perceptual and adversarial terms see the pasted image).
+    Args: visible, fill `(N, C, H, W)` of one shape; pixel_mask `(N, 1, H, W)` or `(N, H, W)`, 1 = masked.
+    Returns: `(N, C, H, W)` in ``visible``'s dtype.
+    """
+    for name, t in (("visible", visible), ("fill", fill)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if visible.ndim != 4 or fill.shape != visible.shape:
+        raise ValueError(f"visible and fill must be (N, C, H, W) of the same shape, got {tuple(visible.shape)} "
+                         f"and {tuple(fill.shape)}")
+    m = check_pixel_mask(pixel_mask, visible)
+    return torch.where(m, fill.to(visible.dtype), visible)
+
+
 def patchify(imgs: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Cut images into flattened patches.
 

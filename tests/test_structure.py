@@ -24,8 +24,8 @@ LAYERS: list[tuple[str, list[str]]] = [
                     "data.transforms", "data.download", "data.synthetic", "data.datasets", "data.cache",
                     "data"]),
     ("middle", ["masking", "viz", "baselines"]),
-    ("upper", ["model", "inference", "checkpoints", "interop", "metrics", "evaluate", "probe", "train_config",
-               "train", "widgets", "checks", "notebook_tools", "cli", "__main__"]),
+    ("upper", ["model", "inference", "checkpoints", "interop", "metrics", "evaluate", "probe",
+               "train_config", "losses", "train", "widgets", "checks", "notebook_tools", "cli", "__main__"]),
 ]
 ORDER = [f"{PACKAGE}.{m}" for _, mods in LAYERS for m in mods]
 LAYER_OF = {f"{PACKAGE}.{m}": i for i, (_, mods) in enumerate(LAYERS) for m in mods}
