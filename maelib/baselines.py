@@ -14,6 +14,7 @@ from .patches import (
     check_images,
     check_pixel_mask,
     grid_size,
+    paste_visible,
     patchify,
     pixel_mask_to_patch_mask,
     unpatchify,
@@ -29,7 +30,7 @@ def _check(images: torch.Tensor, pixel_mask: torch.Tensor) -> tuple[torch.Tensor
 
 
 def _paste(images: torch.Tensor, filled: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    return torch.where(m, filled.clamp(0.0, 1.0), images)
+    return paste_visible(images, filled.clamp(0.0, 1.0), m)
 
 
 def mean_fill(images: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:

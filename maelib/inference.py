@@ -7,9 +7,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .masking import make_mask
 from .model import MaskedAutoencoderViT
-from .patches import check_images, patch_mask_to_pixel_mask, patchify, unpatchify
+from .patches import check_images, paste_visible, patch_mask_to_pixel_mask, patchify, unpatchify
 
 
 class Reconstruction(NamedTuple):
@@ -50,7 +49,7 @@ def reconstruct(model: MaskedAutoencoderViT, images: torch.Tensor, mask_mode: st
     Args:
         model: a :class:`MaskedAutoencoderViT`.
         images: `(N, 3, H, W)` or `(3, H, W)` floats in [0, 1], any H, W.
-        mask_mode: a masking strategy of :func:`maelib.masking.make_mask` (ignored when ``mask`` is given).
+        mask_mode: a masking strategy (:class:`maelib.masking.MaskSpec`; ignored when ``mask`` is given).
         mask: optional `(N, L)`, `(N, gh, gw)` or `(L,)` mask (1 = masked); one row applies to every image.
         generator: drives the random parts of the mask.
         mask_options: ``mask_ratio``, ``block_ratio``, ``random_ratio``, ``flipped``, ... of ``make_mask``.
@@ -68,8 +67,8 @@ def reconstruct(model: MaskedAutoencoderViT, images: torch.Tensor, mask_mode: st
         mask = mask.unsqueeze(0) if mask.ndim == 1 else mask
         mask = mask.expand(n, *mask.shape[1:]) if mask.shape[0] == 1 else mask
     draw_device = generator.device if generator is not None else device
-    mask, noise = make_mask(mask_mode, n, grid, mask=mask, generator=generator, device=draw_device,
-                            **mask_options)
+    mask, noise = model.draw_mask(n, mask_mode, device=draw_device, mask=mask, generator=generator,
+                                  **mask_options)
     mask, noise = mask.to(device), (noise.to(device) if noise is not None else None)
     norm = model.config.normalization
     states = [(m, m.training) for m in model.modules()]
@@ -77,7 +76,7 @@ def reconstruct(model: MaskedAutoencoderViT, images: torch.Tensor, mask_mode: st
     try:
         with torch.no_grad():
             xn = norm.normalize(x)
-            latent, _, ids_restore = model.forward_encoder_dynamic(xn, "given", mask=mask, noise=noise,
+            latent, _, ids_restore = model.forward_encoder_dynamic(xn, mask=mask, noise=noise,
                                                                    check_finite=False)
             pred = model.forward_decoder(latent, ids_restore).float()
     finally:
@@ -88,6 +87,6 @@ def reconstruct(model: MaskedAutoencoderViT, images: torch.Tensor, mask_mode: st
         pred = pred * (target.var(dim=-1, keepdim=True) + 1.0e-6) ** 0.5 + target.mean(dim=-1, keepdim=True)
     rec = norm.denormalize(unpatchify(pred, p, grid, model.in_chans), clamp=True)
     pixel_mask = patch_mask_to_pixel_mask(mask, p, grid)
-    pasted = torch.where(pixel_mask.bool(), rec, x)
+    pasted = paste_visible(x, rec, pixel_mask)
     out = images.device
     return Reconstruction(x.to(out), rec.to(out), pasted.to(out), pixel_mask.to(out), mask.to(out))

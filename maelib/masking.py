@@ -358,6 +358,7 @@ def make_mask(
 # --- settings: MaskSpec and the curriculum --------------------------------------------------------------
 _FLAGS = ("flipped", "random_offset", "horizontal_random_offset")
 _SPEC_MODES = MASK_MODES[:-1]
+_OPTION_NAMES = ("mask_ratio", "block_ratio", "random_ratio", *_FLAGS)
 
 
 def _fmt(x: float) -> str:
@@ -439,6 +440,35 @@ class MaskSpec:
 
     def replace(self, **changes) -> MaskSpec:
         return replace(self, **changes)
+
+    @classmethod
+    def from_options(cls, mask_mode: str = "random", **options) -> MaskSpec:
+        """The spec of ``make_mask``-style keywords (``mask_mode="block", block_ratio=0.5``); ValueError /
+        TypeError name a bad ``mask_mode`` or option."""
+        if not isinstance(mask_mode, str) or mask_mode not in _SPEC_MODES:
+            err = TypeError if not isinstance(mask_mode, str) else ValueError
+            raise err(f"mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
+        unknown = sorted(set(options) - set(_OPTION_NAMES))
+        if unknown:
+            raise TypeError(f"unknown masking options {unknown}; allowed: {list(_OPTION_NAMES)}")
+        for flag in _FLAGS:
+            if flag in options:
+                options[flag] = _check_flag(flag, options[flag])
+        return cls(mode=mask_mode, **options)
+
+    def draw(self, batch_size: int, grid: Size2, generator: torch.Generator | None = None,
+             device: torch.device | str | None = None,
+             noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Draw this setting's masks: the one way maelib draws a mask (training, validation,
+        :func:`maelib.inference.reconstruct` and the model's ``mask_mode`` keywords all come here).
+
+        Args: batch_size N; grid (gh, gw); generator: the draws' source; device; noise: optional `(N, L)`
+        ordering for the random part.
+        Returns: mask `(N, L)` bool (1 = masked), and the ordering noise `(N, L)` or None.
+        """
+        options = self.options()
+        return make_mask(options.pop("mask_mode"), batch_size, grid, noise=noise, generator=generator,
+                         device=device, **options)
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,7 @@ import torch.nn as nn
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 
-from .masking import (
-    apply_mask,
-    block_bbox_mask,
-    block_mask,
-    combined_mask,
-    make_mask,
-    random_mask,
-    take_tokens,
-)
+from .masking import MaskSpec, apply_mask, make_mask, take_tokens
 from .norm import Normalization
 from .patches import check_images, grid_size, patchify, to_2tuple, unpatchify
 from .pos_embed import get_2d_sincos_pos_embed
@@ -172,12 +164,14 @@ class MaskedAutoencoderViT(nn.Module):
                  num_new_blocks: int = 0, loss: str = "mse",
                  normalization: Normalization | None = None) -> None:
         super().__init__()
-        cfg = MAEConfig(img_size, patch_size, in_chans, embed_dim, depth, num_heads, decoder_embed_dim,
-                        decoder_depth, decoder_num_heads, mlp_ratio, norm_pix_loss, num_new_blocks, loss,
-                        normalization or Normalization.imagenet())
+        cfg = MAEConfig(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
+                        depth=depth, num_heads=num_heads, decoder_embed_dim=decoder_embed_dim,
+                        decoder_depth=decoder_depth, decoder_num_heads=decoder_num_heads, mlp_ratio=mlp_ratio,
+                        norm_pix_loss=norm_pix_loss, num_new_blocks=num_new_blocks, loss=loss,
+                        normalization=normalization or Normalization.imagenet())
         self.config = cfg
         norm_layer = norm_layer or partial(nn.LayerNorm, eps=1e-6)
-        self.patch_size, self.in_chans, self.norm_pix_loss = patch_size, in_chans, norm_pix_loss
+        self.patch_size, self.in_chans = patch_size, in_chans
         self.grid_size = grid_size(cfg.img_size, patch_size)
         num_patches = self.grid_size[0] * self.grid_size[1]
         block = partial(Block, mlp_ratio=mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
@@ -186,6 +180,11 @@ class MaskedAutoencoderViT(nn.Module):
             self._build(cfg, block, norm_layer, num_patches)
         self.to_empty(device=device)
         self.initialize_weights()
+
+    @property
+    def norm_pix_loss(self) -> bool:
+        """Whether the loss (and the prediction) is per-patch normalised: ``config.norm_pix_loss``."""
+        return self.config.norm_pix_loss
 
     def _build(self, cfg: MAEConfig, block, norm_layer, num_patches: int) -> None:
         embed_dim, decoder_embed_dim, patch_size = cfg.embed_dim, cfg.decoder_embed_dim, cfg.patch_size
@@ -286,6 +285,20 @@ class MaskedAutoencoderViT(nn.Module):
         """Args: x `(N, L, p*p*C)`. Returns: `(N, C, H, W)`."""
         return unpatchify(x, self.patch_size, self.grid_size, self.in_chans)
 
+    def draw_mask(self, batch_size: int, mask_mode: str = "random", *,
+                  device: torch.device | str | None = None, mask: torch.Tensor | None = None,
+                  noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                  **options) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The mask of the ``mask_mode`` keywords on this model's grid, drawn by :meth:`MaskSpec.draw`, or
+        ``mask`` itself (`(N, L)` or `(N, gh, gw)`, checked) when given.
+
+        Returns: mask `(N, L)` bool (1 = masked), ordering noise `(N, L)` or None.
+        """
+        if mask is not None or mask_mode == "given":
+            return make_mask("given", batch_size, self.grid_size, mask=mask, noise=noise, device=device)
+        spec = MaskSpec.from_options(mask_mode, **options)
+        return spec.draw(batch_size, self.grid_size, generator, device, noise)
+
     def _masked(self, x: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor | None):
         x_masked, _, ids_restore = apply_mask(x, mask, noise)
         return x_masked, mask.to(x.dtype), ids_restore
@@ -294,15 +307,15 @@ class MaskedAutoencoderViT(nn.Module):
                        generator: torch.Generator | None = None):
         """Official random masking. Args: x `(N, L, D)`. Returns: x_masked `(N, K, D)`, mask `(N, L)` (1 =
         masked), ids_restore `(N, L)`."""
-        mask, noise = random_mask(x.shape[0], self.grid_size, mask_ratio, noise=noise, generator=generator,
-                                  device=x.device)
+        mask, noise = self.draw_mask(x.shape[0], "random", device=x.device, noise=noise, generator=generator,
+                                     mask_ratio=mask_ratio)
         return self._masked(x, mask, noise)
 
     def block_masking(self, x: torch.Tensor, block_ratio: float = 0.5, flipped: bool = False,
                       random_offset: bool = False, generator: torch.Generator | None = None):
         """Row-band masking (see :func:`maelib.masking.block_mask`). Returns as :meth:`random_masking`."""
-        mask = block_mask(x.shape[0], self.grid_size, block_ratio, flipped=flipped,
-                          random_offset=random_offset, generator=generator, device=x.device)
+        mask, _ = self.draw_mask(x.shape[0], "block", device=x.device, generator=generator,
+                                 block_ratio=block_ratio, flipped=flipped, random_offset=random_offset)
         return self._masked(x, mask, None)
 
     def combined_masking(self, x: torch.Tensor, block_ratio: float = 0.3, random_ratio: float = 0.45,
@@ -315,19 +328,19 @@ class MaskedAutoencoderViT(nn.Module):
         random_offset)`` is that of the original ``models_mae.py``, so ported calls mean what they meant;
         the defaults are maelib's (``flipped=False``: array row 0 is the top).
         """
-        mask, noise = combined_mask(x.shape[0], self.grid_size, block_ratio, random_ratio, flipped=flipped,
-                                    random_offset=random_offset,
-                                    horizontal_random_offset=horizontal_random_offset,
-                                    generator=generator, device=x.device)
+        mask, noise = self.draw_mask(x.shape[0], "combined", device=x.device, generator=generator,
+                                     block_ratio=block_ratio, random_ratio=random_ratio, flipped=flipped,
+                                     random_offset=random_offset,
+                                     horizontal_random_offset=horizontal_random_offset)
         return self._masked(x, mask, noise)
 
     def block_bbox_masking(self, x: torch.Tensor, block_ratio: float = 0.3, flipped: bool = False,
                            random_offset: bool = False, horizontal_random_offset: bool = False,
                            generator: torch.Generator | None = None):
         """Square-block masking (see :func:`maelib.masking.block_bbox_mask`)."""
-        mask = block_bbox_mask(x.shape[0], self.grid_size, block_ratio, flipped=flipped,
-                               random_offset=random_offset, horizontal_random_offset=horizontal_random_offset,
-                               generator=generator, device=x.device)
+        mask, _ = self.draw_mask(x.shape[0], "block_bbox", device=x.device, generator=generator,
+                                 block_ratio=block_ratio, flipped=flipped, random_offset=random_offset,
+                                 horizontal_random_offset=horizontal_random_offset)
         return self._masked(x, mask, None)
 
     def block_masking_bbox_bottom(self, x: torch.Tensor, block_ratio: float = 0.3,
@@ -380,7 +393,7 @@ class MaskedAutoencoderViT(nn.Module):
         """
         imgs = self._check_imgs(imgs, check_finite)
         x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
-        mask, noise = make_mask(mask_mode, x.shape[0], self.grid_size, device=x.device, **mask_options)
+        mask, noise = self.draw_mask(x.shape[0], mask_mode, device=x.device, **mask_options)
         x, mask, ids_restore = self._masked(x, mask, noise)
         return self._encode_tokens(x), mask, ids_restore
 
@@ -411,7 +424,7 @@ class MaskedAutoencoderViT(nn.Module):
         Args: imgs `(N, C, H, W)`, pred `(N, L, p*p*C)`, mask `(N, L)` (1 = masked). Returns: scalar.
         """
         target = self.patchify(imgs)
-        if self.norm_pix_loss:
+        if self.config.norm_pix_loss:
             mean = target.mean(dim=-1, keepdim=True)
             var = target.var(dim=-1, keepdim=True)
             target = (target - mean) / (var + 1.0e-6) ** 0.5

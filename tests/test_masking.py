@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +23,7 @@ from maelib.masking import (
     make_mask,
     random_mask,
 )
+from maelib.model import create_model
 
 SETTINGS = settings(max_examples=50, deadline=None, database=None, derandomize=True)
 batches = st.integers(1, 8)
@@ -519,3 +522,58 @@ def test_curriculum_without_warmup_and_single_epoch():
 def test_curriculum_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CurriculumSchedule(**kwargs)
+
+
+# --- the same seeds draw the same masks as before MaskSpec.draw (tests/fixtures/masks.json) ----------------
+_FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "masks.json").read_text())
+
+
+def _rows(mask: torch.Tensor, ids: torch.Tensor | None = None) -> list[str]:
+    bits = ["".join("1" if b else "0" for b in row.tolist()) for row in mask.bool()]
+    return bits if ids is None else [f"{b}:{bytes(i.tolist()).hex()}" for b, i in zip(bits, ids)]
+
+
+@pytest.mark.parametrize("key", sorted(_FIXTURE["train"]))
+def test_mask_spec_draws_the_recorded_masks(key):
+    text, grid, seed = key.split("|")
+    grid = tuple(int(v) for v in grid.split("x"))
+    gen = torch.Generator().manual_seed(int(seed))
+    rows = []
+    for _ in range(2):  # two batches from one generator, as the training loop draws them
+        mask, noise = MaskSpec.parse(text).draw(3, grid, gen)
+        rows += _rows(mask, ids_from_mask(mask, noise)[0])
+    assert rows == _FIXTURE["train"][key]
+
+
+def _tiny_model():
+    return create_model("mae_vit_tiny_patch8", img_size=32, embed_dim=32, depth=1, num_heads=2,
+                        decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+
+
+def test_the_model_mask_mode_keywords_draw_the_recorded_masks():
+    model = _tiny_model()
+    for text, want in _FIXTURE["model"].items():
+        _, _, mask = model(torch.zeros(3, 3, 32, 32), generator=torch.Generator().manual_seed(5),
+                           **MaskSpec.parse(text).options())
+        assert _rows(mask) == want, text
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("random_masking", dict(mask_ratio=0.6)), ("block_masking", dict(block_ratio=0.5, random_offset=True)),
+    ("combined_masking", dict(block_ratio=0.25, random_ratio=0.5, horizontal_random_offset=True)),
+    ("block_bbox_masking", dict(block_ratio=0.3, random_offset=True, horizontal_random_offset=True))])
+def test_the_model_masking_wrappers_draw_the_recorded_masks(name, kwargs):
+    _, mask, ids_restore = getattr(_tiny_model(), name)(torch.zeros(3, 16, 4),
+                                                         generator=torch.Generator().manual_seed(3), **kwargs)
+    assert _rows(mask, ids_restore) == _FIXTURE["wrappers"][name]
+
+
+def test_mask_spec_from_options_names_a_bad_mode_or_option():
+    assert MaskSpec.from_options("block", block_ratio=0.3, flipped=1) == MaskSpec("block", block_ratio=0.3,
+                                                                                  flipped=True)
+    with pytest.raises(ValueError, match="mask_mode must be one of"):
+        MaskSpec.from_options("blocky")
+    with pytest.raises(TypeError, match="unknown masking options"):
+        MaskSpec.from_options("random", ratio=0.5)
+    with pytest.raises(TypeError, match="flipped must be a bool"):
+        MaskSpec.from_options("block", flipped="no")
