@@ -155,8 +155,8 @@ def markdown(result: dict) -> str:
     lines = ["# Mask ratio vs reconstruction and linear probe (MAE paper Fig. 5, in miniature)", "",
              f"Written by `{result['command']}`.", "",
              f"Budget per model: {b['images']} images (batch {b['batch_size']}, {b['steps']} steps, one "
-             f"cosine schedule), model `{b['model']}` {b['model_kwargs']} at {b['img_size']} px; training data: "
-             f"{result['data']}. Held-out PSNR: {b['eval_images']} val images, random masks from seed "
+             f"cosine schedule), model `{b['model']}` {b['model_kwargs']} at {b['img_size']} px; training "
+             f"data: {result['data']}. Held-out PSNR: {b['eval_images']} val images, random masks from seed "
              f"{b['eval_seed']}; probe: linear on frozen encoder features, {b['probe_epochs']} epochs, "
              "balanced accuracy on the test patches. Interval: mean ± 95 % Student-t half-width over seeds.",
              "", f"Machine: {result['machine']}; wall time {result['wall_seconds'] / 60:.1f} min "
