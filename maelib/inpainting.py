@@ -38,7 +38,11 @@ from .patches import paste_visible
 from .viz import new_figure
 
 POLICIES = ("stretch", "letterbox")
-DEFAULT_POLICY = "stretch"  # measured: see measure_policies and the README's table
+# Measured with `python -m maelib.inpainting` (facade-finetune, the 38 CMP test photos, bottom bands of
+# 30 % and 50 % and three seeded boxes per photo, masked PSNR at full resolution): stretch 15.96 dB,
+# letterbox 15.27 dB; letterbox - stretch = -0.70 +- 0.16 dB paired over 190 masks, lower on every mask
+# kind. Stretch is the default.
+DEFAULT_POLICY = "stretch"
 METHODS = ("mae", "telea", "navier_stokes", "nearest")
 COMPARE_METHODS = ("mae", "telea", "nearest")
 MAX_PIXELS = 50_000_000
