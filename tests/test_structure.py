@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, list[str]]] = [
                     "data"]),
     ("middle", ["masking", "viz", "baselines"]),
     ("upper", ["model", "inference", "checkpoints", "interop", "metrics", "evaluate", "probe",
-               "train_config", "losses", "train", "widgets", "checks", "notebook_tools", "cli", "__main__"]),
+               "train_config", "losses", "train", "widgets", "inpainting", "mask_painter", "checks",
+               "notebook_tools", "cli", "__main__"]),
 ]
 ORDER = [f"{PACKAGE}.{m}" for _, mods in LAYERS for m in mods]
 LAYER_OF = {f"{PACKAGE}.{m}": i for i, (_, mods) in enumerate(LAYERS) for m in mods}
