@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", ["_version", "_io", "run_folder", "norm", "patches", "pos_embed", "data.labels",
                     "data.transforms", "data.download", "data.synthetic", "data.datasets", "data.cache",
                     "data"]),
-    ("middle", ["masking", "viz", "baselines"]),
+    ("middle", ["masking", "viz", "baselines", "backbones"]),
     ("upper", ["model", "inference", "checkpoints", "interop", "metrics", "evaluate", "probe",
                "train_config", "losses", "train", "widgets", "inpainting", "mask_painter", "checks",
                "notebook_tools", "cli", "__main__"]),
