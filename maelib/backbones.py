@@ -17,8 +17,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from ._io import atomic_path, sha256_file
-from .data.download import DownloadError, _fetch
+from ._io import atomic_path
+from .data.download import DownloadError
 
 # name -> (torchvision factory, its weights enum)
 BACKBONES: dict[str, tuple[str, str]] = {"vgg16": ("vgg16", "VGG16_Weights"),
@@ -98,15 +98,15 @@ def load_backbone(name: str, torch_home: str | os.PathLike | None = None) -> nn.
 
 
 def fetch_backbone(name: str, torch_home: str | os.PathLike | None = None, url: str | None = None,
-                   retries: int = 3, timeout: float = 60.0, progress: bool = True) -> Path:
+                   retries: int = 3, progress: bool = True) -> Path:
     """Download the weights of ``name`` into ``<torch_home>/hub/checkpoints`` unless a loadable file is there.
 
-    The download is resumed from a ``.part`` file, checked against the sha256 prefix in the URL's file name
-    (torchvision's convention, e.g. ``vgg16-397923af.pth``) and against the architecture, then renamed into
-    place; a file already present is kept, never overwritten.
+    The download (``torch.hub.download_url_to_file``) is checked against the sha256 prefix in the URL's file
+    name (torchvision's convention, e.g. ``vgg16-397923af.pth``) and against the architecture, then renamed
+    into place; a file already present is kept, never overwritten.
 
     Args: name: "vgg16" | "alexnet"; torch_home: overrides ``$TORCH_HOME``; url: overrides torchvision's URL
-        (a mirror; its file name must carry the hash prefix); retries, timeout, progress: of the download.
+        (a mirror; its file name must carry the hash prefix); retries, progress: of the download.
     Returns: the path of the weights file.
     Raises: DownloadError when the download fails or its hash differs (nothing is installed); ValueError when
         a present file does not load (it is left as it is).
@@ -122,12 +122,20 @@ def fetch_backbone(name: str, torch_home: str | os.PathLike | None = None, url: 
                          f"got {url!r}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    _fetch(url, part, retries, timeout, 1.0, progress)
-    digest = sha256_file(part)
-    if not digest.startswith(match.group(1)):
-        part.unlink(missing_ok=True)
-        raise DownloadError(f"{url}: sha256 {digest[:len(match.group(1))]}... does not match the "
-                            f"{match.group(1)} of its file name; nothing was installed")
+    last: Exception | None = None
+    for _ in range(max(1, retries)):
+        try:  # torch's downloader: a temp file, checked against the hash prefix, then moved onto `part`
+            torch.hub.download_url_to_file(url, os.fspath(part), hash_prefix=match.group(1),
+                                           progress=progress)
+            break
+        except RuntimeError as err:  # the hash differs: nothing to retry
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"{url}: the download's sha256 does not match the {match.group(1)} of its "
+                                f"file name ({err}); nothing was installed") from None
+        except OSError as err:  # URLError, HTTPError, timeouts
+            last = err
+    else:
+        raise DownloadError(f"could not download {url}: {last}")
     try:
         _load_features(name, part)
     except ValueError:
