@@ -77,6 +77,19 @@ def test_torch_pins_match_the_makefile_and_pyproject(env, project):
         assert Version(version) in allowed, f"{pin} is outside pyproject's {req.name}{allowed}"
 
 
+def extra_requirements(project: dict, extra: str) -> set[str]:
+    """Distribution names an extra installs, following ``maelib[other,extras]`` references."""
+    out: set[str] = set()
+    for line in project["optional-dependencies"][extra]:
+        req = Requirement(line)
+        if req.name.lower() == project["name"]:
+            for other in sorted(req.extras):
+                out |= extra_requirements(project, other)
+        else:
+            out.add(req.name.lower())
+    return out
+
+
 def test_every_pyproject_dependency_is_installed(env, project):
     pip = pip_section(env)
     editable = [line for line in pip if line.startswith("-e")]
@@ -85,12 +98,25 @@ def test_every_pyproject_dependency_is_installed(env, project):
     assert set(extras) <= set(project["optional-dependencies"])
     covered = {Requirement(r).name.lower() for r in project["dependencies"]}
     for extra in extras:
-        covered |= {Requirement(r).name.lower() for r in project["optional-dependencies"][extra]}
+        covered |= extra_requirements(project, extra)
     covered |= {Requirement(p).name.lower() for p in pip if not p.startswith("-")}
     needed = {Requirement(r).name.lower() for r in project["dependencies"]}
-    needed |= {Requirement(r).name.lower() for r in project["optional-dependencies"]["dev"]}
+    needed |= extra_requirements(project, "dev")
     assert needed <= covered, f"not installed by environment.yml: {sorted(needed - covered)}"
     assert {"torch", "torchvision", "timm", "pytest", "hypothesis", "pyyaml"} <= needed
+    assert {"jupyterlab", "ipywidgets", "transformers"} <= needed, "dev includes the notebooks and hf extras"
+
+
+def test_extra_references_are_followed(project):
+    extras = {"a": ["x"], "b": ["y>=1"], "dev": ["maelib[a,b]", "z"]}
+    fake = {"name": "maelib", "optional-dependencies": extras}
+    assert extra_requirements(fake, "dev") == {"x", "y", "z"}
+    assert extra_requirements(project, "dev") >= extra_requirements(project, "notebooks")
+
+
+def test_make_setup_installs_the_dev_extra(tmp_path):
+    out = _make_n(tmp_path, "setup")
+    assert re.search(r"pip install -e '?\.\[dev\]'?", out), out
 
 
 def _make_n(tmp_path, *args: str) -> str:
