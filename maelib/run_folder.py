@@ -1,4 +1,9 @@
-"""A training run's folder: checked before any work, locked while the run lives, never silently clobbered.
+"""A training run's folder: its layout and files, checked before any work, locked while the run lives, never
+silently clobbered; the resume checkpoint with the RNG states of an exact resume; the run's log.
+
+Layout: ``config.json`` (the run's config), ``checkpoint.pt`` (the resume checkpoint: weights, optimizer,
+schedule, scaler, RNG states, loss-term states, position), ``log.jsonl`` (one record per log interval),
+``recon_epochNNN.png``, ``snapshot_<images>.safetensors`` and ``model.safetensors`` (the exported weights).
 
 A folder holding ``config.json`` or ``checkpoint.pt`` is a run. :func:`open_run_folder` refuses to start a
 new run there unless it is asked to resume it or to overwrite it, and "overwrite" moves the old run aside
@@ -9,12 +14,22 @@ its lifetime: a second run into the same folder is refused, and a killed run lea
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import random
 import tempfile
 import time
 from pathlib import Path
 
-RUN_MARKERS = ("config.json", "checkpoint.pt")
+import numpy as np
+import torch
+
+from ._io import atomic_write
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+LOG = "log.jsonl"
+RUN_MARKERS = (CONFIG, CHECKPOINT)
 LOCK_NAME = ".lock"
 
 
@@ -114,3 +129,98 @@ def open_run_folder(out: str | Path, resume: bool = False, overwrite: bool = Fal
         if verbose:
             print(f"maelib: the previous run in {out} was moved to {moved}")
     return lock, moved
+
+
+# --- the resume checkpoint and the RNG states of an exact resume ------------------------------------------
+def atomic_torch_save(obj, path: Path) -> None:
+    """``torch.save`` through :func:`maelib._io.atomic_write`: a crash keeps the old file."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def rng_state(mask_gen: torch.Generator) -> dict:
+    """The global RNG states (torch, CUDA, Python, NumPy) and the mask generator's, as tensors and lists that
+    ``torch.load(weights_only=True)`` reads back."""
+    np_state = np.random.get_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return {"torch": torch.get_rng_state(), "cuda": cuda, "python": random.getstate(),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+            "mask": mask_gen.get_state()}
+
+
+def set_rng_state(state: dict, mask_gen: torch.Generator) -> None:
+    """Restore :func:`rng_state`'s output (the mask generator in place)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np_state = state["numpy"]
+    np.random.set_state((np_state[0], np_state[1].numpy().astype(np.uint32), *np_state[2:]))
+    random.setstate((state["python"][0], tuple(state["python"][1]), state["python"][2]))
+    mask_gen.set_state(state["mask"])
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a resume checkpoint (weights only). Raises FileNotFoundError / ValueError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"cannot read checkpoint {path} (corrupt or not a maelib training checkpoint): "
+                         f"{type(err).__name__}: {err}. Delete it to start afresh.") from err
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "step" not in ckpt:
+        raise ValueError(f"{path} is not a maelib training checkpoint (no 'model' / 'step' entries)")
+    return ckpt
+
+
+def config_diff(new: dict, old: dict, free: tuple[str, ...], path: Path, allow: bool) -> dict:
+    """The fields where the config ``new`` differs from the checkpoint's ``old``: ``{name: (new, old)}``.
+
+    Raises: ValueError listing them when any is not in ``free`` (fields a resume may change) and ``allow``
+    is False.
+    """
+    changed = {k: (v, old.get(k)) for k, v in new.items() if old.get(k) != v}
+    blocking = {k: v for k, v in changed.items() if k not in free}
+    if blocking and not allow:
+        diff = "; ".join(f"{k}: checkpoint {o!r} -> now {n!r}" for k, (n, o) in sorted(blocking.items()))
+        raise ValueError(f"cannot resume {path}: the config differs from the checkpoint's ({diff}). Resume "
+                         "with the checkpoint's config (drop the changes, or omit --preset), or pass "
+                         "allow_config_change=True (--allow-config-change) to continue with the new one")
+    return changed
+
+
+# --- the log ----------------------------------------------------------------------------------------------
+class RunLog:
+    """``log.jsonl`` (one record per log interval) plus optional TensorBoard; inactive (rank > 0): no-op.
+
+    On resume the records after ``resume_step`` (written after the checkpoint) are dropped."""
+
+    def __init__(self, out: Path, active: bool, tensorboard: bool, resume_step: int | None) -> None:
+        self.path, self.active, self.tb = out / LOG, active, None
+        if active and resume_step is not None and self.path.is_file():
+            keep = [ln for ln in self.path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+            self.path.write_text("".join(ln + "\n" for ln in keep))
+        elif active:
+            self.path.write_text("")
+        if active and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+            except ImportError:
+                print("maelib: tensorboard is not installed; logging to log.jsonl only")
+
+    def write(self, record: dict) -> None:
+        if not self.active:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()

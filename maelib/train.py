@@ -1,6 +1,9 @@
-"""Training: what a config builds (device, autocast, model, data, batches, optimizer, lr schedule), the run
-state of an exact resume (atomic checkpoints, RNG states), and the loop (AdamW with layer decay, cosine
-schedule, autocast, accumulation, DDP under ``torchrun``)."""
+"""Training: what a config builds (device, autocast, model, data, batches, optimizer, lr schedule, loss
+terms), the run state of an exact resume, and the loop, read top-down from :func:`train`: setup
+(:func:`build_run`), run state (:func:`start_state`), steps (:func:`run_steps` → :func:`train_step` →
+:func:`micro_step`, :func:`optimizer_step`, :func:`after_step`, :func:`end_of_epoch`). AdamW with layer
+decay, cosine schedule, autocast, accumulation, DDP under ``torchrun``; the run folder's files, the resume
+checkpoint and the RNG states live in :mod:`maelib.run_folder`."""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,9 +29,20 @@ from .data.datasets import resolve_data_dir
 from .data.download import user_cache_dir
 from .data.synthetic import SyntheticFacades
 from .inference import reconstruct
-from .masking import MaskSpec, make_mask
+from .losses import LossTerm, TermBatch, build_terms, term_batch
+from .masking import MaskSpec
 from .model import MaskedAutoencoderViT, create_model
-from .run_folder import open_run_folder
+from .run_folder import (
+    CHECKPOINT,
+    CONFIG,
+    RunLog,
+    atomic_torch_save,
+    config_diff,
+    load_checkpoint,
+    open_run_folder,
+    rng_state,
+    set_rng_state,
+)
 from .train_config import RUN_CONTROL_FIELDS, TrainConfig
 
 
@@ -202,58 +217,7 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-# --- the run state: checkpoints and RNG states of an exact resume ------------------------------------------
-def atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` through :func:`maelib._io.atomic_write`: a crash keeps the old file."""
-    atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def _rng_state(mask_gen: torch.Generator) -> dict:
-    np_state = np.random.get_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-    return {"torch": torch.get_rng_state(), "cuda": cuda, "python": random.getstate(),
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-            "mask": mask_gen.get_state()}
-
-
-def _set_rng_state(s: dict, mask_gen: torch.Generator) -> None:
-    torch.set_rng_state(s["torch"])
-    if s["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-    np.random.set_state((s["numpy"][0], s["numpy"][1].numpy().astype(np.uint32), *s["numpy"][2:]))
-    random.setstate((s["python"][0], tuple(s["python"][1]), s["python"][2]))
-    mask_gen.set_state(s["mask"])
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Read a training checkpoint (weights only). Raises FileNotFoundError / ValueError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"cannot read checkpoint {path} (corrupt or not a maelib training checkpoint): "
-                         f"{type(err).__name__}: {err}. Delete it to start afresh.") from err
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "step" not in ckpt:
-        raise ValueError(f"{path} is not a maelib training checkpoint (no 'model' / 'step' entries)")
-    return ckpt
-
-
-def _load_model_state(model: torch.nn.Module, state: dict, path: Path) -> None:
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    wrong = [f"{k}: {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
-             if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        raise ValueError(f"checkpoint {path} was written for another architecture: missing {missing[:8]}, "
-                         f"unexpected {unexpected[:8]}, mismatched shapes {wrong[:8]}")
-    model.load_state_dict(state)
-
-
-CHECKPOINT = "checkpoint.pt"
-
-
+# --- the run: what a config builds, and where the run is ---------------------------------------------------
 class TrainingError(RuntimeError):
     """Training stopped (e.g. a non-finite loss); the last good checkpoint is kept."""
 
@@ -269,20 +233,271 @@ class TrainResult:
     exported: Path | None
 
 
-# --- validation and logging ------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """What a config builds for one run; fixed while it lives. ``net`` is what the steps call: the model,
+    wrapped by DDP under torchrun and compiled when :func:`compile_or_eager` succeeded."""
+
+    cfg: TrainConfig
+    out: Path
+    rank: int
+    world: int
+    device: torch.device
+    amp: torch.dtype | None
+    model: MaskedAutoencoderViT
+    net: torch.nn.Module
+    terms: list[LossTerm]
+    train_ds: PhotoCache
+    val_ds: Dataset
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+    compiled: bool = False
+    log: RunLog | None = None
+    bar: Any = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def total(self) -> int:
+        return self.steps_per_epoch * self.cfg.epochs
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / CHECKPOINT
+
+
+@dataclass
+class RunState:
+    """Where the run is: what the resume checkpoint stores (position, mask generator) and the last values."""
+
+    mask_gen: torch.Generator
+    epoch: int = 0
+    step: int = 0
+    micro: int = 0
+    lr: float = 0.0
+    mask: MaskSpec | None = None
+    last_loss: float | None = None
+    val_loss: float | None = None
+    done: bool = False
+    last_save: float = field(default_factory=time.monotonic)
+
+
+class Meter:
+    """Running means of the logged values (``loss``, ``loss_<term>``, a term's update values), images per
+    second and the share of time spent on data since the last :meth:`reset`."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.seen, self.data_time, self.t0 = 0, 0.0, time.perf_counter()
+
+    def add(self, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def means(self) -> dict[str, float]:
+        """The means since the last reset, plus ``img_per_s`` and ``data_share``."""
+        dt = time.perf_counter() - self.t0
+        out = {k: self.sums[k] / self.counts[k] for k in self.sums}
+        out["img_per_s"] = self.seen / dt if dt > 0 else 0.0
+        out["data_share"] = self.data_time / dt if dt > 0 else 0.0
+        return out
+
+
+# --- setup --------------------------------------------------------------------------------------------------
+def build_run(cfg: TrainConfig, out: Path, rank: int, world: int, device: torch.device,
+              extra_terms: list[LossTerm]) -> Run:
+    """Seed, then build the model, data, optimizer, schedule, scaler and loss terms of ``cfg``; wrap the model
+    for DDP (``world > 1``) and compile it when the policy says so (:func:`compile_or_eager`)."""
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(device)
+    model.set_fused_attn(fused_attention(cfg.attention, device))
+    check_masks_fit(cfg, model.grid_size)
+    train_ds, val_ds = build_datasets(cfg, verbose=rank == 0)
+    micro_per_epoch = (cfg.samples_per_epoch or len(train_ds)) // (cfg.batch_size * world)
+    steps_per_epoch = micro_per_epoch // cfg.accum_steps
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size={cfg.batch_size} x accum_steps={cfg.accum_steps} x world_size={world} "
+                         f"is larger than an epoch ({cfg.samples_per_epoch or len(train_ds)} images); lower "
+                         "batch_size")
+    optimizer = build_optimizer(cfg, model, device, world)
+    terms = [t.to(device) for t in [*build_terms(cfg), *extra_terms]]
+    amp = autocast_dtype(cfg.amp, device)
+    run = Run(cfg, out, rank, world, device, amp, model, model, terms, train_ds, val_ds, optimizer,
+              build_scheduler(cfg, optimizer, steps_per_epoch, world),
+              torch.amp.GradScaler(device.type, enabled=amp == torch.float16), steps_per_epoch)
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        run.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if cfg.use_compile(run.total * cfg.effective_batch(world), device.type):
+        run.net, run.compiled = compile_or_eager(run)
+    return run
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int,
+                    world: int = 1) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warm-up then cosine (:func:`lr_factor`) over the run's ``steps_per_epoch * cfg.epochs`` steps."""
+    lr, total = cfg.absolute_lr(world), steps_per_epoch * cfg.epochs
+    warm, min_ratio = round(cfg.warmup_epochs * steps_per_epoch), min(cfg.min_lr / lr, 1.0) if lr else 0.0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warm, min_ratio))
+
+
+def compile_or_eager(run: Run) -> tuple[torch.nn.Module, bool]:
+    """``torch.compile(run.net)``, tried once on a trial step (forward and backward on a batch of the first
+    photos; its gradients are dropped and no RNG state moves). On any failure one line says so and the run
+    goes on in eager mode.
+
+    Returns: (the module the steps call, whether it is the compiled one).
+    """
+    cfg, model, device = run.cfg, run.model, run.device
+    compiled = torch.compile(run.net)
+    indices = [i % len(run.train_ds) for i in range(cfg.batch_size)]
+    imgs = run.train_ds.crops(indices, cfg.img_size, torch.Generator().manual_seed(cfg.seed),
+                              scale=cfg.crop_scale, train=cfg.train_augment)
+    imgs = model.config.normalization.normalize(imgs.to(device))
+    mask, noise = cfg.mask_spec(0).draw(len(indices), model.grid_size, torch.Generator(device).manual_seed(0),
+                                        device)
+    try:
+        with torch.autocast(device.type, dtype=run.amp or torch.float32, enabled=run.amp is not None):
+            loss = compiled(imgs, check_finite=False, mask_mode="given", mask=mask, noise=noise)[0]
+        loss.backward()
+    except Exception as err:
+        if run.main:
+            print(f"maelib: torch.compile failed ({type(err).__name__}: {err}); training continues in "
+                  "eager mode")
+        return run.net, False
+    finally:
+        model.zero_grad(set_to_none=True)
+    return compiled, True
+
+
+def check_masks_fit(cfg: TrainConfig, grid: tuple[int, int]) -> None:
+    """Raise ValueError naming the spec and epoch when a mask setting of ``cfg`` cannot be drawn on the
+    model's patch grid (e.g. ``block:0.9`` on a grid where it hides every patch)."""
+    specs = {str(cfg.mask_spec(e)): e for e in range(cfg.epochs)}
+    if cfg.stage == "finetune" and cfg.curriculum_band_share > 0:
+        for r in cfg.curriculum_band_ratios:
+            specs[f"block:{r:g}"] = cfg.curriculum().warmup_epochs
+    for text, epoch in specs.items():
+        try:
+            MaskSpec.parse(text).draw(2, grid, torch.Generator().manual_seed(0))
+        except ValueError as err:
+            raise ValueError(f"mask {text!r} (epoch {epoch}) cannot be used on the {grid[0]}x{grid[1]} "
+                             f"patch grid: {err}") from None
+
+
+# --- the run state: start afresh or resume ------------------------------------------------------------------
+def start_state(run: Run, resume: bool, allow_config_change: bool) -> RunState:
+    """A fresh :class:`RunState`, or the one of ``out/checkpoint.pt`` restored exactly (``resume``); then
+    writes the run's ``config.json``."""
+    cfg = run.cfg
+    state = RunState(torch.Generator(run.device).manual_seed(cfg.seed * 1000 + run.rank))
+    if resume and run.checkpoint.is_file():
+        restore(run, state, load_checkpoint(run.checkpoint), allow_config_change)
+    elif resume and run.main:
+        print(f"maelib: no checkpoint in {run.out}, starting from scratch")
+    state.done = state.step >= run.total or (cfg.max_steps is not None and state.step >= cfg.max_steps)
+    if run.main:
+        atomic_write_text(run.out / CONFIG, json.dumps(cfg.to_dict(), indent=2))
+    return state
+
+
+def check_resume_config(cfg: TrainConfig, old: dict, path: Path, allow: bool) -> dict:
+    """The fields where ``cfg`` differs from the checkpoint's config ``old`` (fields it predates read as
+    their defaults): ``{name: (new, old)}``.
+
+    Raises: ValueError listing them when any is not a run-control field and ``allow`` is False.
+    """
+    old = {**TrainConfig().to_dict(), **old}
+    return config_diff(cfg.to_dict(), old, RUN_CONTROL_FIELDS, path, allow)
+
+
+def restore(run: Run, state: RunState, ckpt: dict, allow_config_change: bool) -> None:
+    """Load a resume checkpoint into the run (weights, optimizer, schedule, scaler, loss terms) and its
+    state (RNG states, position). Raises ValueError for another architecture or a changed config."""
+    load_model_state(run.model, ckpt["model"], run.checkpoint)
+    changed = check_resume_config(run.cfg, ckpt["config"], run.checkpoint, allow_config_change)
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    run.scaler.load_state_dict(ckpt["scaler"])
+    load_term_states(run.terms, ckpt.get("terms", {}), run.checkpoint, allow_config_change)
+    states = ckpt["rng"]
+    set_rng_state(states[run.rank] if len(states) == run.world else states[0], state.mask_gen)
+    state.epoch, state.step, state.micro = ckpt["epoch"], ckpt["step"], ckpt["micro"]
+    if run.main:
+        print(f"maelib: resumed from {run.checkpoint} at step {state.step} (epoch {state.epoch}, batch "
+              f"{state.micro})" + (f"; config changed: {changed}" if changed else ""))
+
+
+def load_model_state(model: torch.nn.Module, state: dict, path: Path) -> None:
+    """Load a resume checkpoint's weights; ValueError naming the file when they are another architecture's."""
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    wrong = [f"{k}: {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        raise ValueError(f"checkpoint {path} was written for another architecture: missing {missing[:8]}, "
+                         f"unexpected {unexpected[:8]}, mismatched shapes {wrong[:8]}")
+    model.load_state_dict(state)
+
+
+def load_term_states(terms: list[LossTerm], states: dict, path: Path, allow: bool) -> None:
+    """Restore each term's state from the checkpoint's ``terms`` entry. A term the checkpoint lacks (or one
+    it has that the run lacks) is a ValueError naming it, unless ``allow`` (the term then starts afresh)."""
+    names = [t.name for t in terms]
+    odd = sorted(set(names) ^ set(states))
+    if odd and not allow:
+        raise ValueError(f"cannot resume {path}: its loss terms {sorted(states)} differ from the run's "
+                         f"{names} ({odd}); pass allow_config_change=True to continue")
+    for term in terms:
+        if term.name in states:
+            term.load_term_state_dict(states[term.name])
+
+
+def save_checkpoint(run: Run, state: RunState) -> None:
+    """Write the resume checkpoint (rank 0; every rank's RNG state) after checking the weights are finite."""
+    if not all(bool(torch.isfinite(p).all()) for p in run.model.parameters()):
+        raise TrainingError(f"non-finite weights after step {state.step} (epoch {state.epoch}); training "
+                            f"stopped. The last good checkpoint is kept: {run.checkpoint}")
+    states = [None] * run.world
+    if run.world > 1:
+        dist.all_gather_object(states, rng_state(state.mask_gen))
+    else:
+        states = [rng_state(state.mask_gen)]
+    if run.main:
+        atomic_torch_save({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                           "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(),
+                           "terms": {t.name: t.term_state_dict() for t in run.terms},
+                           "rng": states, "epoch": state.epoch, "step": state.step, "micro": state.micro,
+                           "config": run.cfg.to_dict(), "world_size": run.world}, run.checkpoint)
+    state.last_save = time.monotonic()
+
+
+# --- validation, logging and snapshots ----------------------------------------------------------------------
 @torch.no_grad()
 def validate(model: MaskedAutoencoderViT, ds: Dataset, cfg: TrainConfig, epoch: int, device: torch.device,
              amp: torch.dtype | None) -> float:
     """Mean loss on the first ``cfg.val_images`` val images under the epoch's masking (fixed mask seed)."""
     n = min(len(ds), cfg.val_images) if cfg.val_images else len(ds)
     gen = torch.Generator(device).manual_seed(cfg.seed + 10_007)
-    opts, norm, was_training = cfg.mask_spec(epoch).options(), model.config.normalization, model.training
+    spec, norm, was_training = cfg.mask_spec(epoch), model.config.normalization, model.training
     model.eval()
     total = 0.0
     for i in range(0, n, cfg.batch_size):
         imgs = torch.stack([ds[j] for j in range(i, min(i + cfg.batch_size, n))]).to(device)
+        mask, noise = spec.draw(imgs.shape[0], model.grid_size, gen, device)
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            loss, _, _ = model(norm.normalize(imgs), generator=gen, **opts)
+            loss, _, _ = model(norm.normalize(imgs), mask=mask, noise=noise)
         total += float(loss) * imgs.shape[0]
     model.train(was_training)
     return total / n
@@ -310,40 +525,6 @@ def save_reconstructions(model: MaskedAutoencoderViT, ds: Dataset, cfg: TrainCon
         plt.close(fig)
 
 
-class RunLog:
-    """JSONL log (one record per log interval) plus optional TensorBoard; rank 0 writes, others no-op."""
-
-    def __init__(self, out: Path, active: bool, tensorboard: bool, resume_step: int | None) -> None:
-        self.path, self.active, self.tb = out / "log.jsonl", active, None
-        if active and resume_step is not None and self.path.is_file():
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
-            self.path.write_text("".join(ln + "\n" for ln in keep))
-        elif active:
-            self.path.write_text("")
-        if active and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(out / "tensorboard"))
-            except ImportError:
-                print("maelib: tensorboard is not installed; logging to log.jsonl only")
-
-    def write(self, record: dict) -> None:
-        if not self.active:
-            return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.tb is not None:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
-                    self.tb.add_scalar(k, v, record["step"])
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
 def save_snapshot(model: MaskedAutoencoderViT, cfg: TrainConfig, path: Path, step: int,
                   eff_batch: int) -> Path:
     """The weights at ``step`` as ``path.safetensors`` (+ .json), for the images-seen curve."""
@@ -351,16 +532,186 @@ def save_snapshot(model: MaskedAutoencoderViT, cfg: TrainConfig, path: Path, ste
     return save_pretrained(model, path, metadata=meta, dtype=getattr(torch, cfg.export_dtype))
 
 
-# --- the loop ----------------------------------------------------------------------------------------------
+def log_policy(run: Run) -> None:
+    """Print and log what the run computes with (dtype, compile, attention kernel, threads, data)."""
+    policy = {"amp": str(run.amp).replace("torch.", "") if run.amp else "fp32", "compile": run.compiled,
+              "attention": "fused" if fused_attention(run.cfg.attention, run.device) else "math",
+              "threads": torch.get_num_threads(),
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+              "device": str(run.device), "batch_size": run.cfg.batch_size,
+              "train_images": len(run.train_ds), "cache_seconds": round(run.train_ds.build_seconds, 2)}
+    if run.main:
+        print(f"maelib: training policy {policy}")
+        run.log.write({"step": 0, "policy": policy})
+
+
+def log_step(run: Run, state: RunState, meter: Meter) -> None:
+    """Write the meter's means (and the lr and mask of the last step) to the log and the bar; reset it."""
+    means = meter.means()
+    speed = {k: means.pop(k) for k in ("img_per_s", "data_share")}
+    state.last_loss = means["loss"]
+    run.log.write({"step": state.step, "epoch": state.epoch, **means, "lr": state.lr, **speed,
+                   "mask": str(state.mask)})
+    run.bar.set_postfix(loss=f"{state.last_loss:.4f}", lr=f"{state.lr:.2e}",
+                        img_s=f"{speed['img_per_s']:.1f}")
+    meter.reset()
+
+
+# --- the steps ----------------------------------------------------------------------------------------------
+def micro_step(run: Run, state: RunState, indices: list[int], meter: Meter, sync: bool) -> TermBatch | None:
+    """Forward and backward of one micro-batch (gradients all-reduced under DDP only when ``sync``): the
+    model's loss plus each term's weighted loss. Returns the terms' batch (None without terms)."""
+    cfg, t0 = run.cfg, time.perf_counter()
+    gen = batch_generator(cfg.seed, state.epoch, state.micro, run.rank)
+    imgs = run.train_ds.crops(indices, cfg.img_size, gen, scale=cfg.crop_scale, train=cfg.train_augment)
+    imgs = run.model.config.normalization.normalize(imgs.to(run.device, non_blocking=True))
+    meter.data_time += time.perf_counter() - t0
+    state.mask = cfg.mask_spec(state.epoch, state.micro)
+    # drawn here, not in the (compiled) model: a ratio in the graph recompiles it per value
+    mask, noise = state.mask.draw(imgs.shape[0], run.model.grid_size, state.mask_gen, imgs.device)
+    batch = None
+    with contextlib.nullcontext() if sync or run.world == 1 else run.net.no_sync():
+        with torch.autocast(run.device.type, dtype=run.amp or torch.float32, enabled=run.amp is not None):
+            loss, pred, mask = run.net(imgs, check_finite=False, mask_mode="given", mask=mask, noise=noise)
+            losses = [loss]
+            if run.terms:
+                batch = term_batch(run.model, imgs, pred, mask, state.step, run.amp)
+                losses += [term(batch) for term in run.terms]
+                loss = loss + sum(t.weight * v for t, v in zip(run.terms, losses[1:]))
+        meter.add(checked_values(run, state, losses))
+        run.scaler.scale(loss / cfg.accum_steps).backward()
+    meter.seen += imgs.shape[0] * run.world
+    return batch
+
+
+def checked_values(run: Run, state: RunState, losses: list[torch.Tensor]) -> dict[str, float]:
+    """The losses as floats (means over the ranks), named ``loss`` and ``loss_<term>``.
+
+    Raises: TrainingError when one is not finite."""
+    values = [v.detach().float() for v in losses]
+    value = values[0] if len(values) == 1 else torch.stack(values)
+    if run.world > 1:
+        dist.all_reduce(value)
+        value /= run.world
+    named = dict(zip(["loss", *(f"loss_{t.name}" for t in run.terms)], value.reshape(-1).tolist()))
+    bad = {k: v for k, v in named.items() if not math.isfinite(v)}
+    if bad:
+        name, v = next(iter(bad.items()))
+        raise TrainingError(f"{name} is {v} at step {state.step} (epoch {state.epoch}, batch {state.micro}); "
+                            f"training stopped. The last good checkpoint is kept: {run.checkpoint}")
+    return named
+
+
+def optimizer_step(run: Run, state: RunState, batch: TermBatch | None, meter: Meter) -> None:
+    """Clip, step the optimizer (through the scaler) and the schedule, then each term's own update."""
+    cfg = run.cfg
+    if cfg.clip_grad:
+        run.scaler.unscale_(run.optimizer)
+        gnorm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip_grad))
+        if not math.isfinite(gnorm) and not run.scaler.is_enabled():
+            raise TrainingError(f"gradient norm is {gnorm} at step {state.step} (epoch {state.epoch}); "
+                                f"training stopped. The last good checkpoint is kept: {run.checkpoint}")
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    state.lr = run.optimizer.param_groups[0]["lr"]
+    run.scheduler.step()
+    for term in run.terms:
+        meter.add(term.update(batch))
+    state.step += 1
+
+
+def train_step(run: Run, state: RunState, batches: list[list[int]], meter: Meter) -> None:
+    """One optimizer step: ``accum_steps`` micro-batches forward and backward, then the update."""
+    batch = None
+    for k in range(run.cfg.accum_steps):
+        batch = micro_step(run, state, batches[state.micro], meter, sync=k == run.cfg.accum_steps - 1)
+        state.micro += 1
+    optimizer_step(run, state, batch, meter)
+
+
+def after_step(run: Run, state: RunState, meter: Meter, n_micro: int) -> None:
+    """After a step: snapshots, the log record, the stop at ``max_steps``, the periodic checkpoint."""
+    cfg, eff_batch = run.cfg, run.cfg.effective_batch(run.world)
+    run.bar.update(1)
+    for n_img in cfg.snapshot_images if run.main else ():
+        if (state.step - 1) * eff_batch < n_img <= state.step * eff_batch:
+            save_snapshot(run.model, cfg, run.out / f"snapshot_{n_img}", state.step, eff_batch)
+    if state.step % cfg.log_every == 0 or state.step == run.total:
+        log_step(run, state, meter)
+    if cfg.max_steps is not None and state.step >= cfg.max_steps:
+        state.done = True
+        return
+    minutes = (time.monotonic() - state.last_save) / 60
+    overdue = run.world == 1 and cfg.ckpt_minutes is not None and minutes >= cfg.ckpt_minutes
+    if (state.step % cfg.ckpt_every == 0 or overdue) and state.micro < n_micro:
+        save_checkpoint(run, state)
+
+
+def end_of_epoch(run: Run, state: RunState, meter: Meter) -> None:
+    """Next epoch; every ``val_every`` epochs (and at the last) the val loss and a reconstruction figure."""
+    cfg = run.cfg
+    state.epoch, state.micro = state.epoch + 1, 0
+    if state.epoch % cfg.val_every == 0 or state.epoch == cfg.epochs:
+        if run.main:
+            state.val_loss = validate(run.model, run.val_ds, cfg, state.epoch - 1, run.device, run.amp)
+            run.log.write({"step": state.step, "epoch": state.epoch - 1, "val_loss": state.val_loss})
+            save_reconstructions(run.model, run.val_ds, cfg, state.epoch - 1,
+                                 run.out / f"recon_epoch{state.epoch:03d}.png")
+        if run.world > 1:
+            dist.barrier()
+    meter.reset()
+
+
+def run_steps(run: Run, state: RunState) -> None:
+    """The loop: steps until the epochs or ``max_steps`` are done; a checkpoint at each epoch's end."""
+    cfg, meter = run.cfg, Meter()
+    run.net.train()
+    while not state.done and state.epoch < cfg.epochs:
+        batches = epoch_batches(len(run.train_ds), cfg.batch_size, cfg.seed, state.epoch, run.rank, run.world,
+                                cfg.samples_per_epoch)[:run.steps_per_epoch * cfg.accum_steps]
+        while state.micro < len(batches) and not state.done:
+            train_step(run, state, batches, meter)
+            after_step(run, state, meter, len(batches))
+        if state.micro >= len(batches):
+            end_of_epoch(run, state, meter)
+        save_checkpoint(run, state)
+
+
+def finish(run: Run, state: RunState, export: bool) -> TrainResult:
+    """Close the log and the bar, export the weights (rank 0, ``export``) and wait for the other ranks."""
+    run.bar.close()
+    run.log.close()
+    exported = None
+    if run.main and export:
+        cfg = run.cfg
+        meta = {"stage": cfg.stage, "epochs": state.epoch, "steps": state.step,
+                "images_seen": state.step * cfg.effective_batch(run.world), "train_loss": state.last_loss,
+                "val_loss": state.val_loss, "mask": str(cfg.mask_spec(max(state.epoch - 1, 0))),
+                "train_config": cfg.to_dict()}
+        dtype = getattr(torch, cfg.export_dtype)
+        exported = save_pretrained(run.model, run.out / "model", metadata=meta, dtype=dtype)
+    if run.world > 1:
+        dist.barrier()
+    return TrainResult(run.model, run.out, state.step, state.epoch, state.last_loss, state.val_loss, exported)
+
+
+# --- the loop -----------------------------------------------------------------------------------------------
 def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
-          export: bool = True, overwrite: bool = False, allow_config_change: bool = False) -> TrainResult:
-    """Train ``cfg`` into ``out_dir`` (checkpoint.pt, log.jsonl, config.json, recon_*.png, model.safetensors).
+          export: bool = True, overwrite: bool = False, allow_config_change: bool = False,
+          terms: list[LossTerm] | None = None) -> TrainResult:
+    """Train ``cfg`` into ``out_dir`` (checkpoint.pt, log.jsonl, config.json, recon_*.png, model.safetensors):
+    setup (:func:`build_run`), the run state (:func:`start_state`), the steps (:func:`run_steps`).
+
+    The loss is the model's reconstruction loss plus the weighted loss terms of ``cfg``
+    (:func:`maelib.losses.build_terms`) and ``terms`` (extra :class:`~maelib.losses.LossTerm` instances);
+    each is logged as ``loss_<name>`` and its state travels in the resume checkpoint.
 
     The batches come from the photo cache (finite by construction), so the model's NaN scan of its input is
     skipped (``check_finite=False``); non-finite losses, gradient norms and weights still stop training.
 
     ``resume=True`` continues from ``out_dir/checkpoint.pt`` exactly (weights, optimizer, schedule, scaler,
-    RNG and mask-generator states, epoch and position within it); a config that differs from the
+    loss terms, RNG and mask-generator states, epoch and position within it); a config that differs from the
     checkpoint's in more than :data:`~maelib.train_config.RUN_CONTROL_FIELDS` is refused with the diff unless
     ``allow_config_change``. A folder that already holds a run is refused unless ``resume`` or
     ``overwrite`` (which moves the old run aside, see :func:`maelib.run_folder.open_run_folder`); rank 0
@@ -368,6 +719,10 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
     rank 0 writes. Raises :class:`TrainingError` on a non-finite loss, RunFolderError / ValueError before
     any work when the folder, the config or its masks cannot be used.
     """
+    extra = list(terms or [])
+    if not all(isinstance(t, LossTerm) for t in extra):
+        raise TypeError(f"terms must be maelib.losses.LossTerm instances, got "
+                        f"{[type(t).__name__ for t in extra]}")
     rank, world, local_rank = dist_info()
     device = resolve_device(cfg.device, local_rank)
     lock = open_run_folder(out_dir, resume, overwrite, verbose=progress)[0] if rank == 0 else None
@@ -385,7 +740,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         return _train(cfg, Path(out_dir).expanduser(), resume, progress, export, rank, world, device,
-                      allow_config_change)
+                      allow_config_change, extra)
     finally:
         if lock is not None:
             lock.release()
@@ -395,227 +750,16 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
             dist.destroy_process_group()
 
 
-def check_masks_fit(cfg: TrainConfig, grid: tuple[int, int]) -> None:
-    """Raise ValueError naming the spec and epoch when a mask setting of ``cfg`` cannot be drawn on the
-    model's patch grid (e.g. ``block:0.9`` on a grid where it hides every patch)."""
-    specs = {str(cfg.mask_spec(e)): e for e in range(cfg.epochs)}
-    if cfg.stage == "finetune" and cfg.curriculum_band_share > 0:
-        for r in cfg.curriculum_band_ratios:
-            specs[f"block:{r:g}"] = cfg.curriculum().warmup_epochs
-    for text, epoch in specs.items():
-        try:
-            opts = MaskSpec.parse(text).options()
-            make_mask(opts.pop("mask_mode"), 2, grid, generator=torch.Generator().manual_seed(0), **opts)
-        except ValueError as err:
-            raise ValueError(f"mask {text!r} (epoch {epoch}) cannot be used on the {grid[0]}x{grid[1]} "
-                             f"patch grid: {err}") from None
-
-
-def check_resume_config(cfg: TrainConfig, old: dict, path: Path, allow: bool) -> dict:
-    """The fields where ``cfg`` differs from the checkpoint's config ``old``: ``{name: (new, old)}``.
-
-    Raises: ValueError listing them when any is not a run-control field and ``allow`` is False.
-    """
-    new = cfg.to_dict()
-    changed = {k: (v, old.get(k)) for k, v in new.items() if old.get(k) != v}
-    blocking = {k: v for k, v in changed.items() if k not in RUN_CONTROL_FIELDS}
-    if blocking and not allow:
-        diff = "; ".join(f"{k}: checkpoint {o!r} -> now {n!r}" for k, (n, o) in sorted(blocking.items()))
-        raise ValueError(f"cannot resume {path}: the config differs from the checkpoint's ({diff}). Resume "
-                         "with the checkpoint's config (drop the changes, or omit --preset), or pass "
-                         "allow_config_change=True (--allow-config-change) to continue with the new one")
-    return changed
-
-
 def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bool, rank: int, world: int,
-           device: torch.device, allow_config_change: bool = False) -> TrainResult:
+           device: torch.device, allow_config_change: bool = False,
+           terms: list[LossTerm] | None = None) -> TrainResult:
     from tqdm.auto import tqdm
 
-    main = rank == 0
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    amp = autocast_dtype(cfg.amp, device)
-    model = build_model(cfg).to(device)
-    model.set_fused_attn(fused_attention(cfg.attention, device))
-    check_masks_fit(cfg, model.grid_size)
-    train_ds, val_ds = build_datasets(cfg, verbose=main)
-    micro_per_epoch = (cfg.samples_per_epoch or len(train_ds)) // (cfg.batch_size * world)
-    steps_per_epoch = micro_per_epoch // cfg.accum_steps
-    if steps_per_epoch < 1:
-        raise ValueError(f"batch_size={cfg.batch_size} x accum_steps={cfg.accum_steps} x world_size={world} "
-                         f"is larger than an epoch ({cfg.samples_per_epoch or len(train_ds)} images); lower "
-                         "batch_size")
-    total = steps_per_epoch * cfg.epochs
-    optimizer = build_optimizer(cfg, model, device, world)
-    lr = cfg.absolute_lr(world)
-    warm, min_ratio = round(cfg.warmup_epochs * steps_per_epoch), min(cfg.min_lr / lr, 1.0) if lr else 0.0
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warm, min_ratio))
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    mask_gen = torch.Generator(device).manual_seed(cfg.seed * 1000 + rank)
-    epoch, step, micro = 0, 0, 0
-    ckpt_path = out / CHECKPOINT
-    if resume and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path)
-        _load_model_state(model, ckpt["model"], ckpt_path)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        states = ckpt["rng"]
-        _set_rng_state(states[rank] if len(states) == world else states[0], mask_gen)
-        epoch, step, micro = ckpt["epoch"], ckpt["step"], ckpt["micro"]
-        changed = check_resume_config(cfg, ckpt["config"], ckpt_path, allow_config_change)
-        if main:
-            print(f"maelib: resumed from {ckpt_path} at step {step} (epoch {epoch}, batch {micro})"
-                  + (f"; config changed: {changed}" if changed else ""))
-    elif resume and main:
-        print(f"maelib: no checkpoint in {out}, starting from scratch")
-    if main:
-        atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
-    net: torch.nn.Module = model
-    if world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    eager_net = net
-    compiled = cfg.use_compile(total * cfg.effective_batch(world), device.type)
-    if compiled:
-        net = torch.compile(net)
-    compiled_ok = not compiled
-
-    def save_checkpoint() -> None:
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-            raise TrainingError(f"non-finite weights after step {step} (epoch {epoch}); training stopped. "
-                                f"The last good checkpoint is kept: {ckpt_path}")
-        states = [None] * world
-        if world > 1:
-            dist.all_gather_object(states, _rng_state(mask_gen))
-        else:
-            states = [_rng_state(mask_gen)]
-        if main:
-            atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                               "rng": states, "epoch": epoch, "step": step, "micro": micro,
-                               "config": cfg.to_dict(), "world_size": world}, ckpt_path)
-
-    log = RunLog(out, main, cfg.tensorboard, step if resume else None)
-    if main:
-        policy = {"amp": str(amp).replace("torch.", "") if amp else "fp32", "compile": compiled,
-                  "attention": "fused" if fused_attention(cfg.attention, device) else "math",
-                  "threads": torch.get_num_threads(),
-                  "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-                  "device": str(device), "batch_size": cfg.batch_size,
-                  "train_images": len(train_ds), "cache_seconds": round(train_ds.build_seconds, 2)}
-        print(f"maelib: training policy {policy}")
-        log.write({"step": step, "policy": policy})
-    norm = model.config.normalization
-    bar = tqdm(total=min(total, cfg.max_steps or total), initial=step, disable=not (main and progress),
-               desc=f"{cfg.stage} {cfg.model}")
-    loss_sum, loss_n, seen, data_time, t0 = 0.0, 0, 0, 0.0, time.perf_counter()
-    last_loss = val_loss = None
-    net.train()
-    done = step >= total or (cfg.max_steps is not None and step >= cfg.max_steps)
-    eff_batch = cfg.effective_batch(world)
-    last_ckpt = time.monotonic()
-    while not done and epoch < cfg.epochs:
-        batches = epoch_batches(len(train_ds), cfg.batch_size, cfg.seed, epoch, rank, world,
-                                cfg.samples_per_epoch)
-        batches = batches[:steps_per_epoch * cfg.accum_steps]
-        while micro < len(batches):
-            td = time.perf_counter()
-            imgs = train_ds.crops(batches[micro], cfg.img_size, batch_generator(cfg.seed, epoch, micro, rank),
-                                  scale=cfg.crop_scale, train=cfg.train_augment)
-            imgs = norm.normalize(imgs.to(device, non_blocking=True))
-            data_time += time.perf_counter() - td
-            spec = cfg.mask_spec(epoch, micro)
-            # drawn here, not in the (compiled) model: a ratio in the graph recompiles it per value
-            spec_opts = spec.options()
-            mask, noise = make_mask(spec_opts.pop("mask_mode"), imgs.shape[0], model.grid_size,
-                                    generator=mask_gen, device=imgs.device, **spec_opts)
-            opts = {"mask_mode": "given", "mask": mask, "noise": noise}
-            boundary = (micro + 1) % cfg.accum_steps == 0
-            sync = net.no_sync() if world > 1 and not boundary else contextlib.nullcontext()
-            with sync:
-                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    try:
-                        loss, _, _ = net(imgs, check_finite=False, **opts)
-                    except Exception as err:
-                        if compiled_ok:
-                            raise
-                        if main:
-                            print(f"maelib: torch.compile failed ({type(err).__name__}: {err}); "
-                                  "training continues in eager mode")
-                        net = eager_net
-                        loss, _, _ = net(imgs, check_finite=False, **opts)
-                    compiled_ok = True
-                value = loss.detach().float()
-                if world > 1:
-                    dist.all_reduce(value)
-                    value /= world
-                value = float(value)
-                if not math.isfinite(value):
-                    raise TrainingError(f"loss is {value} at step {step} (epoch {epoch}, batch {micro}); "
-                                        f"training stopped. The last good checkpoint is kept: {ckpt_path}")
-                scaler.scale(loss / cfg.accum_steps).backward()
-            loss_sum, loss_n, micro = loss_sum + value, loss_n + 1, micro + 1
-            seen += imgs.shape[0] * world
-            if not boundary:
-                continue
-            if cfg.clip_grad:
-                scaler.unscale_(optimizer)
-                gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad))
-                if not math.isfinite(gnorm) and not scaler.is_enabled():
-                    raise TrainingError(f"gradient norm is {gnorm} at step {step} (epoch {epoch}); training "
-                                        f"stopped. The last good checkpoint is kept: {ckpt_path}")
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            step_lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            step += 1
-            bar.update(1)
-            if main:
-                for n_img in cfg.snapshot_images:
-                    if (step - 1) * eff_batch < n_img <= step * eff_batch:
-                        save_snapshot(model, cfg, out / f"snapshot_{n_img}", step, eff_batch)
-            if step % cfg.log_every == 0 or step == total:
-                dt = time.perf_counter() - t0
-                last_loss = loss_sum / loss_n
-                rec = {"step": step, "epoch": epoch, "loss": last_loss, "lr": step_lr,
-                       "img_per_s": seen / dt if dt > 0 else 0.0,
-                       "data_share": data_time / dt if dt > 0 else 0.0,
-                       "mask": str(spec)}
-                log.write(rec)
-                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{step_lr:.2e}", img_s=f"{rec['img_per_s']:.1f}")
-                loss_sum, loss_n, seen, data_time, t0 = 0.0, 0, 0, 0.0, time.perf_counter()
-            if cfg.max_steps is not None and step >= cfg.max_steps:
-                done = True
-                break
-            minutes = (time.monotonic() - last_ckpt) / 60
-            overdue = world == 1 and cfg.ckpt_minutes is not None and minutes >= cfg.ckpt_minutes
-            if (step % cfg.ckpt_every == 0 or overdue) and micro < len(batches):
-                save_checkpoint()
-                last_ckpt = time.monotonic()
-        if micro >= len(batches):
-            epoch, micro = epoch + 1, 0
-            if epoch % cfg.val_every == 0 or epoch == cfg.epochs:
-                if main:
-                    val_loss = validate(model, val_ds, cfg, epoch - 1, device, amp)
-                    log.write({"step": step, "epoch": epoch - 1, "val_loss": val_loss})
-                    save_reconstructions(model, val_ds, cfg, epoch - 1, out / f"recon_epoch{epoch:03d}.png")
-                if world > 1:
-                    dist.barrier()
-            loss_sum, loss_n, seen, data_time, t0 = 0.0, 0, 0, 0.0, time.perf_counter()
-        save_checkpoint()
-    bar.close()
-    log.close()
-    exported = None
-    if main and export:
-        meta = {"stage": cfg.stage, "epochs": epoch, "steps": step,
-                "images_seen": step * cfg.effective_batch(world),
-                "train_loss": last_loss, "val_loss": val_loss, "mask": str(cfg.mask_spec(max(epoch - 1, 0))),
-                "train_config": cfg.to_dict()}
-        dtype = getattr(torch, cfg.export_dtype)
-        exported = save_pretrained(model, out / "model", metadata=meta, dtype=dtype)
-    if world > 1:
-        dist.barrier()
-    return TrainResult(model, out, step, epoch, last_loss, val_loss, exported)
+    run = build_run(cfg, out, rank, world, device, terms or [])
+    state = start_state(run, resume, allow_config_change)
+    run.log = RunLog(out, run.main, cfg.tensorboard, state.step if resume else None)
+    run.bar = tqdm(total=min(run.total, cfg.max_steps or run.total), initial=state.step,
+                   disable=not (run.main and progress), desc=f"{cfg.stage} {cfg.model}")
+    log_policy(run)
+    run_steps(run, state)
+    return finish(run, state, export)

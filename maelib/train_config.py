@@ -6,6 +6,7 @@ What a config builds lives in :mod:`maelib.train`.
 from __future__ import annotations
 
 import json
+import math
 import re
 import types
 import typing
@@ -51,6 +52,9 @@ class TrainConfig:
     "auto" (explicit "math" attention on CPU, "fused" SDPA on CUDA) | "fused" | "math".
     ``max_steps`` stops early (the schedule still spans ``epochs``); ``num_threads`` sets torch's CPU
     threads for the run (1 is faster on a busy machine); ``export_dtype``: the final weights' dtype.
+    Loss terms (:mod:`maelib.losses`, added to the reconstruction loss): ``use_perceptual_loss`` with
+    ``perceptual_loss_weight``; ``use_gan_loss`` with ``gan_loss_weight``, ``gan_start_step`` (the
+    adversarial term adds nothing before this optimizer step) and ``gan_lr`` (the discriminator's lr).
     """
 
     model: str = "mae_vit_tiny_patch8"
@@ -110,6 +114,12 @@ class TrainConfig:
     tensorboard: bool = False
     export_dtype: str = "float16"
     max_steps: int | None = None
+    use_perceptual_loss: bool = False
+    perceptual_loss_weight: float = 0.1
+    use_gan_loss: bool = False
+    gan_loss_weight: float = 0.01
+    gan_start_step: int = 0
+    gan_lr: float = 2e-4
 
     def __post_init__(self) -> None:
         from .model import MODELS
@@ -151,6 +161,10 @@ class TrainConfig:
             raise ValueError(f"ckpt_minutes must be > 0 or None, got {self.ckpt_minutes}")
         if self.warmup_epochs < 0 or self.min_lr < 0 or self.weight_decay < 0:
             raise ValueError("warmup_epochs, min_lr and weight_decay must be >= 0")
+        for name in ("perceptual_loss_weight", "gan_loss_weight", "gan_start_step", "gan_lr"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if not 0.0 < self.layer_decay <= 1.0:
             raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         if self.data == "synthetic" and self.synthetic < 1:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import math
@@ -12,15 +13,14 @@ import pytest
 import torch
 
 import maelib.train as mt
+from maelib.losses import LossTerm, TermBatch
 from maelib.model import MaskedAutoencoderViT
-from maelib.run_folder import RunFolderError, open_run_folder
+from maelib.run_folder import RunFolderError, atomic_torch_save, load_checkpoint, open_run_folder
 from maelib.train import (
     TrainingError,
-    atomic_torch_save,
     autocast_dtype,
     build_optimizer,
     epoch_batches,
-    load_checkpoint,
     lr_factor,
     train,
 )
@@ -433,3 +433,134 @@ def test_the_compiled_model_gets_a_drawn_mask_not_a_ratio(tmp_path, monkeypatch)
         assert args == () and kw["mask_mode"] == "given"
         assert not [k for k, v in kw.items() if isinstance(v, float)], f"floats reach the graph: {kw}"
         assert kw["mask"].dtype == torch.bool and kw["mask"].shape[1] == length
+
+
+# --- the loop on one screen --------------------------------------------------------------------------------
+CONTROL = (ast.If, ast.For, ast.While, ast.With, ast.Try, ast.AsyncFor, ast.AsyncWith, ast.Match)
+
+
+def control_depth(node: ast.AST) -> int:
+    """The deepest nesting of control-flow statements inside ``node`` (a nested def counts on its own)."""
+    deepest = 0
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        deepest = max(deepest, control_depth(child) + isinstance(child, CONTROL))
+    return deepest
+
+
+def body_lines(fn: ast.FunctionDef) -> int:
+    """Lines of ``fn`` from its ``def`` to its end, without the docstring."""
+    body = fn.body
+    first = body[0] if body else None
+    doc = first if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) else None
+    lines = fn.end_lineno - fn.lineno + 1
+    return lines - (doc.end_lineno - doc.lineno + 1 if doc else 0)
+
+
+def long_or_deep(path: Path, max_lines: int = 60, max_depth: int = 3) -> list[str]:
+    tree = ast.parse(path.read_text())
+    return [f"{path.name}:{fn.lineno} {fn.name}: {body_lines(fn)} lines, nesting {control_depth(fn)}"
+            for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and (body_lines(fn) > max_lines or control_depth(fn) > max_depth)]
+
+
+def test_the_checker_of_function_size_can_fail(tmp_path):
+    deep = ("def f(x):\n    if x:\n        for i in x:\n            while i:\n                with i:\n"
+            "                    pass\n")
+    long = "def g():\n    '''doc'''\n" + "    x = 1\n" * 61
+    (tmp_path / "m.py").write_text(deep + long + "def h():\n    '''d\n    d'''\n" + "    x = 1\n" * 59)
+    assert [r.split(" ", 1)[1] for r in long_or_deep(tmp_path / "m.py")] == [
+        "f: 6 lines, nesting 4", "g: 62 lines, nesting 0"]
+
+
+@pytest.mark.parametrize("module", ["train.py", "run_folder.py"])
+def test_every_training_function_fits_one_screen(module):
+    """Every function of the loop and the pieces it calls: <= 60 lines (docstring aside), control flow
+    nested <= 3 deep, so no helper can hide the length."""
+    assert long_or_deep(Path(mt.__file__).parent / module) == []
+
+
+# --- loss terms --------------------------------------------------------------------------------------------
+class Critic(LossTerm):
+    """A term that owns a network and its optimizer: the model is pushed to make the critic's score of the
+    pasted image small; the critic learns (with noise drawn from the global RNG) to tell pasted from real."""
+
+    name = "critic"
+
+    def __init__(self, weight: float = 0.5) -> None:
+        super().__init__(weight)
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2), torch.nn.ReLU(),
+                                       torch.nn.Flatten(), torch.nn.LazyLinear(1))
+        self.net(torch.zeros(1, 3, 32, 32))
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
+        self.updates = 0
+
+    def forward(self, batch: TermBatch) -> torch.Tensor:
+        return self.net(batch.pasted01).mean()
+
+    def update(self, batch: TermBatch) -> dict[str, float]:
+        self.opt.zero_grad(set_to_none=True)
+        noise = 0.01 * torch.randn_like(batch.images01)
+        loss = self.net(batch.pasted01.detach() + noise).mean() - self.net(batch.images01).mean()
+        loss.backward()
+        self.opt.step()
+        self.updates += 1
+        return {"critic_update": float(loss.detach())}
+
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.opt
+
+
+def critic() -> Critic:
+    torch.manual_seed(123)
+    return Critic()
+
+
+def test_a_term_with_its_own_network_trains_logs_and_resumes_bit_exactly(tmp_path):
+    cfg = tiny(epochs=2, batch_size=4, accum_steps=2, log_every=1)
+    full_term = critic()
+    full = train(cfg, tmp_path / "full", progress=False, export=False, terms=[full_term])
+    assert full.step == 4 and full_term.updates == 4  # one update per optimizer step, not per micro-batch
+    rows = [json.loads(ln) for ln in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss" in r]
+    assert len(steps) == 4 and all(math.isfinite(r["loss_critic"]) and "critic_update" in r for r in steps)
+    plain = train(cfg, tmp_path / "plain", progress=False, export=False)
+    assert state_hash(plain.model) != state_hash(full.model)  # the term changed the model's gradients
+
+    train(cfg.replace(max_steps=3), tmp_path / "part", progress=False, export=False, terms=[critic()])
+    saved = load_checkpoint(tmp_path / "part" / "checkpoint.pt")["terms"]["critic"]
+    assert saved["optimizer"]["state"], "the term's optimizer state is in the checkpoint"
+    resumed_term = critic()
+    resumed = train(cfg, tmp_path / "part", resume=True, progress=False, export=False, terms=[resumed_term])
+    assert resumed.step == full.step and resumed_term.updates == 1
+    assert state_hash(resumed.model) == state_hash(full.model)
+    assert state_hash(resumed_term) == state_hash(full_term)
+    assert str(resumed_term.opt.state_dict()) == str(full_term.opt.state_dict())
+
+
+def test_resume_refuses_a_checkpoint_with_other_loss_terms(tmp_path):
+    train(tiny(max_steps=1), tmp_path / "run", progress=False, export=False, terms=[critic()])
+    with pytest.raises(ValueError, match=r"loss terms \['critic'\] differ from the run's \[\]"):
+        train(tiny(), tmp_path / "run", resume=True, progress=False, export=False)
+    with pytest.raises(TypeError, match="terms must be maelib.losses.LossTerm"):
+        train(tiny(), tmp_path / "other", progress=False, terms=[torch.nn.Linear(1, 1)])
+
+
+def test_a_nonfinite_term_loss_stops_training(tmp_path):
+    class Bad(Critic):
+        def forward(self, batch: TermBatch) -> torch.Tensor:
+            return super().forward(batch) * float("inf")
+
+    with pytest.raises(TrainingError, match="loss_critic is (inf|nan) at step 0"):
+        train(tiny(), tmp_path, progress=False, export=False, terms=[Bad()])
+
+
+@pytest.mark.parametrize("name", ["perceptual_loss_weight", "gan_loss_weight", "gan_lr"])
+def test_loss_term_fields_must_be_finite_and_not_negative(name):
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=f"{name} must be a finite number >= 0, got"):
+            tiny(**{name: bad})
+    with pytest.raises(ValueError, match="gan_start_step must be a finite number >= 0, got -1"):
+        tiny(gan_start_step=-1)
+    assert tiny().use_perceptual_loss is False and tiny().use_gan_loss is False
