@@ -159,8 +159,8 @@ def markdown(result: dict) -> str:
              f"data: {result['data']}. Held-out PSNR: {b['eval_images']} val images, random masks from seed "
              f"{b['eval_seed']}; probe: linear on frozen encoder features, {b['probe_epochs']} epochs, "
              "balanced accuracy on the test patches. Interval: mean ± 95 % Student-t half-width over seeds.",
-             "", f"Machine: {result['machine']}; wall time {result['wall_seconds'] / 60:.1f} min "
-             f"({result['models_done']} models).", "",
+             "", f"Machine: {result['machine']}; {result['wall_seconds'] / 60:.1f} min of training and "
+             f"scoring ({result['models_done']} models).", "",
              "| ratio | " + " | ".join(METRICS.values()) + " |", "|---|" + "---|" * len(METRICS)]
     for r, s in result["summary"].items():
         cells = []
@@ -200,12 +200,24 @@ def main(argv: list[str] | None = None) -> dict:
               "blr": cfg0.blr, "lr": cfg0.absolute_lr(), "eval_images": args.eval_images,
               "eval_seed": args.eval_seed, "eval_batch_size": EVAL_BATCH, "probe_epochs": PROBE_EPOCHS,
               "probe_seed": 0}
-    runs = [r for r in old.get("runs", []) if old.get("budget") == budget]
-    wall = old.get("wall_seconds", 0.0) if runs else 0.0
+    runs = [r for r in old.get("runs", []) if old.get("budget") == budget
+            and r["ratio"] in args.ratios and r["seed"] in args.seeds]
     patch = create_model(cfg0.model, img_size=cfg0.img_size, **cfg0.model_kwargs).patch_size
     sets = eval_sets(cfg0.img_size, patch, args.eval_images)
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
-    result: dict = {}
+
+    def write() -> dict:
+        summary = summarise(runs, args.ratios)
+        result = {"command": command, "budget": budget,
+                  "recipe": {**cfg0.to_dict(), "mask": "random:<ratio>", "seed": "<seed>"},
+                  "data": sets["source"], "machine": machine,
+                  "ratios": args.ratios, "seeds": args.seeds, "runs": runs, "models_done": len(runs),
+                  "wall_seconds": round(sum(r["seconds"] for r in runs), 1), "summary": summary,
+                  "verdict": {k: verdict(summary, k) for k in METRICS}}
+        atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+        atomic_write_text(args.out.with_suffix(".md"), markdown(result))
+        return result
+
     for seed in args.seeds:                    # seed-major: a stopped run still has whole seeds
         for ratio in args.ratios:
             if any(r["ratio"] == ratio and r["seed"] == seed for r in runs):
@@ -215,20 +227,11 @@ def main(argv: list[str] | None = None) -> dict:
             t_train = time.monotonic() - t0
             row = {"ratio": ratio, "seed": seed, **score(model, ratio, sets, args.eval_seed),
                    "train_seconds": round(t_train, 1), "seconds": round(time.monotonic() - t0, 1)}
-            wall += row["seconds"]
             runs.append(row)
             print(json.dumps(row), flush=True)
-            summary = summarise(runs, args.ratios)
-            result = {"command": command, "budget": budget,
-                      "recipe": {**cfg0.to_dict(), "mask": "random:<ratio>", "seed": "<seed>"},
-                      "data": sets["source"], "machine": machine,
-                      "ratios": args.ratios, "seeds": args.seeds, "runs": runs, "models_done": len(runs),
-                      "wall_seconds": round(wall, 1), "summary": summary,
-                      "verdict": {k: verdict(summary, k) for k in METRICS}}
-            atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
-            atomic_write_text(args.out.with_suffix(".md"), markdown(result))
-    if result:
-        print(markdown(result))
+            write()
+    result = write()
+    print(markdown(result))
     return result
 
 
