@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed
 
 from .patches import Size2, to_2tuple
 
@@ -44,7 +44,8 @@ def get_2d_sincos_pos_embed(embed_dim: int, grid_size: int | Size2, cls_token: b
 def interpolate_pos_embed(
     pos_embed: torch.Tensor, old_grid: Size2, new_grid: Size2, num_prefix_tokens: int = 1
 ) -> torch.Tensor:
-    """Resize a learned/fixed position table to another grid (bicubic, non-square aware).
+    """Resize a learned/fixed position table to another grid: timm's ``resample_abs_pos_embed`` (bicubic,
+    ``antialias=False``, non-square aware), with the shapes checked first.
 
     Args:
         pos_embed: `(1, P + gh*gw, D)` with P prefix (cls) tokens.
@@ -52,7 +53,7 @@ def interpolate_pos_embed(
         new_grid: target `(gh', gw')`.
         num_prefix_tokens: P.
     Returns:
-        `(1, P + gh'*gw', D)`.
+        `(1, P + gh'*gw', D)` in ``pos_embed``'s dtype.
     """
     old_grid, new_grid = to_2tuple(old_grid, "old_grid"), to_2tuple(new_grid, "new_grid")
     if pos_embed.ndim != 3 or pos_embed.shape[1] != num_prefix_tokens + old_grid[0] * old_grid[1]:
@@ -62,9 +63,5 @@ def interpolate_pos_embed(
         )
     if old_grid == new_grid:
         return pos_embed
-    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    d = grid.shape[-1]
-    grid = grid.reshape(1, old_grid[0], old_grid[1], d).permute(0, 3, 1, 2).float()
-    grid = F.interpolate(grid, size=new_grid, mode="bicubic", align_corners=False)
-    grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], d).to(pos_embed.dtype)
-    return torch.cat([prefix, grid], dim=1)
+    return resample_abs_pos_embed(pos_embed, list(new_grid), list(old_grid),
+                                  num_prefix_tokens=num_prefix_tokens, antialias=False)

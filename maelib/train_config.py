@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
+from timm.layers import to_2tuple
 
 from .masking import CurriculumSchedule, MaskSpec
 
@@ -175,7 +176,7 @@ class TrainConfig:
 
         for src in self.sources:
             DataSource.parse(src)
-        if self.cache_short_side is not None and self.cache_short_side < min(_size2(self.img_size)):
+        if self.cache_short_side is not None and self.cache_short_side < min(to_2tuple(self.img_size)):
             raise ValueError(f"cache_short_side must be >= img_size ({self.img_size}), "
                              f"got {self.cache_short_side}")
         lo, hi = self.crop_scale
@@ -230,7 +231,7 @@ class TrainConfig:
     # --- construction ---------------------------------------------------------------------------------
     def short_side(self) -> int:
         """The photo cache's short side: ``cache_short_side`` or 1.5 x the short side of ``img_size``."""
-        return self.cache_short_side or round(1.5 * min(_size2(self.img_size)))
+        return self.cache_short_side or round(1.5 * min(to_2tuple(self.img_size)))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -340,10 +341,6 @@ def _check_types(cfg: TrainConfig) -> None:
 def _check_device(name: str) -> None:
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", name):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}")
-
-
-def _size2(size) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else tuple(size)
 
 
 def _check_fields(changes: dict) -> None:

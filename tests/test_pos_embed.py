@@ -89,3 +89,22 @@ def test_interpolate_rejects_mismatched_table():
         interpolate_pos_embed(torch.zeros(1, 1 + 16, 8), (4, 5), (2, 2))
     with pytest.raises(ValueError, match="old_grid"):
         interpolate_pos_embed(torch.zeros(17, 8), (4, 4), (2, 2))
+
+
+def bicubic_reference(pos_embed: torch.Tensor, old_grid, new_grid) -> torch.Tensor:
+    """maelib's own bicubic resize before it used timm's ``resample_abs_pos_embed`` (the reference)."""
+    prefix, grid = pos_embed[:, :1], pos_embed[:, 1:]
+    d = grid.shape[-1]
+    grid = grid.reshape(1, old_grid[0], old_grid[1], d).permute(0, 3, 1, 2).float()
+    grid = torch.nn.functional.interpolate(grid, size=new_grid, mode="bicubic", align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], d).to(pos_embed.dtype)
+    return torch.cat([prefix, grid], dim=1)
+
+
+@pytest.mark.parametrize("old, new", [((14, 14), (16, 16)), ((14, 14), (7, 9)), ((4, 6), (12, 4))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_interpolation_equals_the_bicubic_reference_to_1e6(old, new, dtype):
+    pe = torch.randn(1, 1 + old[0] * old[1], 64, generator=torch.Generator().manual_seed(0)).to(dtype)
+    out = interpolate_pos_embed(pe, old, new)
+    assert out.shape == (1, 1 + new[0] * new[1], 64) and out.dtype == dtype
+    assert (out.float() - bicubic_reference(pe, old, new).float()).abs().max() <= 1e-6
