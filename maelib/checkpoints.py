@@ -140,6 +140,31 @@ class ConversionReport:
         return "\n".join(lines)
 
 
+def _shape(value) -> tuple[int, ...]:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else tuple(value)
+
+
+def diff_state_dict(source: Mapping[str, torch.Tensor | tuple], target: Mapping[str, torch.Tensor | tuple],
+                    report: ConversionReport | None = None) -> ConversionReport:
+    """The one comparison of two state dicts by key and shape (values: tensors or shape tuples).
+
+    Args: source: what is loaded; target: what it is loaded into; report: filled in (a new one if None).
+    Returns: the report with ``mapped`` (source keys the target has with the same shape, source order),
+    ``missing`` (target keys the source lacks), ``unused`` (source keys the target lacks) and ``mismatched``
+    (``(key, source shape, target shape)``).
+    """
+    report = ConversionReport() if report is None else report
+    for key, value in source.items():
+        if key not in target:
+            report.unused.append(key)
+        elif _shape(value) != _shape(target[key]):
+            report.mismatched.append((key, _shape(value), _shape(target[key])))
+        else:
+            report.mapped.append(key)
+    report.missing.extend(k for k in target if k not in source)
+    return report
+
+
 def nonfinite_keys(state: Mapping[str, torch.Tensor]) -> list[str]:
     """Keys of the floating tensors of ``state`` that hold NaN or infinite values."""
     return [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
@@ -186,10 +211,9 @@ def validate_official_state_dict(state_dict: Mapping[str, torch.Tensor], factory
     with torch.device("meta"):
         config = create_model(factory_name).config
     expected = official_layout(config, decoder=any(part_of(k) == "decoder" for k in state_dict))
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong = [f"{k} {tuple(v.shape)} (expected {expected[k]})" for k, v in state_dict.items()
-             if k in expected and tuple(v.shape) != expected[k]]
+    report = diff_state_dict(state_dict, expected)
+    missing, unexpected = report.missing, report.unused
+    wrong = [f"{k} {a} (expected {b})" for k, a, b in report.mismatched]
     if missing or unexpected or wrong:
         raise ValueError(f"state dict is not an official {factory_name} checkpoint: missing "
                          f"[{_listing(missing)}]; unexpected [{_listing(unexpected)}]; "
@@ -239,28 +263,21 @@ def load_official_checkpoint(model: MaskedAutoencoderViT, path_or_state_dict, in
         raise ValueError(f"strict_parts must be a subset of {PARTS}, got {sorted(strict)}")
     sd, source = _read_state_dict(path_or_state_dict)
     target, report, held = model.state_dict(), ConversionReport(source), {part_of(k) for k in sd}
-    new: dict[str, torch.Tensor] = {}
-    for key, value in sd.items():
-        if key not in target:
-            report.unused.append(key)
-            continue
-        want = tuple(target[key].shape)
-        if (key in ("pos_embed", "decoder_pos_embed") and interpolate and value.ndim == 3
-                and tuple(value.shape) != want and value.shape[-1] == want[-1]):
-            n = value.shape[1] - 1
+    sd = dict(sd)
+    for key in ("pos_embed", "decoder_pos_embed"):
+        value, want = sd.get(key), tuple(target[key].shape)
+        if (interpolate and isinstance(value, torch.Tensor) and value.ndim == 3 and tuple(value.shape) != want
+                and value.shape[-1] == want[-1]):
             old = to_2tuple(source_grid, "source_grid") if source_grid else square_grid(
-                n, f"source_grid (the grid of the checkpoint's {key})")
-            value = interpolate_pos_embed(value, old, model.grid_size)
+                value.shape[1] - 1, f"source_grid (the grid of the checkpoint's {key})")
+            sd[key] = interpolate_pos_embed(value, old, model.grid_size)
             report.interpolated[key] = (old, tuple(model.grid_size))
-        if tuple(value.shape) != want:
-            report.mismatched.append((key, tuple(value.shape), want))
-            continue
-        new[key] = value
-        report.mapped.append(key)
+    diff_state_dict(sd, target, report)
+    new = {k: sd[k] for k in report.mapped}
     report.scan_finite(new)
     if report.nonfinite:
         report.notes.append("the checkpoint holds NaN/inf weights: the model's outputs will be garbage")
-    report.missing = [key for key in target if key not in sd and part_of(key) in held]
+    report.missing = [key for key in report.missing if part_of(key) in held]
     report.not_in_checkpoint = [p for p in PARTS if p not in held and any(part_of(k) == p for k in target)]
     strict = [p for p in PARTS if p in strict]
     errors = [f"{k}: checkpoint {a} vs model {b}" for k, a, b in report.mismatched if part_of(k) in strict]
@@ -442,10 +459,13 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
         raise ValueError(f"{weights} holds NaN/inf weights in {_listing(bad)}: refusing to load them")
     try:
         model = MaskedAutoencoderViT.from_config(MAEConfig.from_dict(info["config"]))
-        state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-        model.load_state_dict(state, strict=True)
     except Exception as err:
         raise ValueError(f"cannot rebuild the model from {weights}: {type(err).__name__}: {err}") from err
+    report = diff_state_dict(tensors, model.state_dict(), ConversionReport(str(weights)))
+    if not report.ok:
+        raise ValueError(f"cannot rebuild the model from {weights}: its tensors do not fit its config: "
+                         f"{report.problems()}")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tensors.items()})
     return model.to(device).eval()
 
 

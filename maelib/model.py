@@ -127,24 +127,13 @@ def block_indices(keys: Iterable[str], prefix: str) -> list[int]:
 
 
 def official_layout(config: MAEConfig, decoder: bool = True) -> dict[str, tuple[int, ...]]:
-    """Key -> shape of the state dict (that of facebookresearch/mae ``models_mae``) for ``config``."""
-    d, e, p, c = config.embed_dim, config.decoder_embed_dim, config.patch_size, config.in_chans
-    gh, gw = grid_size(config.img_size, p)
-    positions = 1 + gh * gw
-
-    def blocks(part: str, n: int, dim: int) -> dict[str, tuple[int, ...]]:
-        h = int(dim * config.mlp_ratio)
-        shapes = ((dim,), (dim,), (3 * dim, dim), (3 * dim,), (dim, dim), (dim,), (dim,), (dim,), (h, dim),
-                  (h,), (dim, h), (dim,))
-        return {f"{BLOCK_LISTS[part]}.{i}.{k}": s for i in range(n) for k, s in zip(BLOCK_PARAMS, shapes)}
-
-    top = dict(zip(ENCODER_TOP, ((1, 1, d), (1, positions, d), (d, c, p, p), (d,), (d,), (d,))))
-    out = {**top, **blocks("encoder", config.depth, d)}
-    if decoder:
-        out.update(zip(DECODER_TOP, ((e, d), (e,), (1, 1, e), (1, positions, e), (e,), (e,), (p * p * c, e),
-                                     (p * p * c,))))
-        out.update(blocks("decoder", config.decoder_depth, e))
-    return out
+    """Key -> shape of the state dict (that of facebookresearch/mae ``models_mae``) for ``config``: the
+    state dict of a model built on the meta device without new blocks (without the decoder when
+    ``decoder=False``)."""
+    with torch.device("meta"):
+        model = MaskedAutoencoderViT.from_config(replace(config, num_new_blocks=0))
+    parts = ("encoder", "decoder") if decoder else ("encoder",)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if part_of(k) in parts}
 
 
 # --- the model ---------------------------------------------------------------------------------------------

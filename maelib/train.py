@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch.utils.data import ConcatDataset, Dataset
 
 from ._io import atomic_write, atomic_write_text
-from .checkpoints import load_official_checkpoint, save_pretrained
+from .checkpoints import ConversionReport, diff_state_dict, load_official_checkpoint, save_pretrained
 from .data.cache import DataSource, PhotoCache
 from .data.datasets import resolve_data_dir
 from .data.download import user_cache_dir
@@ -441,13 +441,12 @@ def restore(run: Run, state: RunState, ckpt: dict, allow_config_change: bool) ->
 
 def load_model_state(model: torch.nn.Module, state: dict, path: Path) -> None:
     """Load a resume checkpoint's weights; ValueError naming the file when they are another architecture's."""
-    own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    wrong = [f"{k}: {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
-             if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        raise ValueError(f"checkpoint {path} was written for another architecture: missing {missing[:8]}, "
-                         f"unexpected {unexpected[:8]}, mismatched shapes {wrong[:8]}")
+    report = diff_state_dict(state, model.state_dict(), ConversionReport(str(path)))
+    if report.missing or report.unused or report.mismatched:
+        wrong = [f"{k}: {a} vs model {b}" for k, a, b in report.mismatched]
+        raise ValueError(f"checkpoint {path} was written for another architecture: missing "
+                         f"{report.missing[:8]}, unexpected {report.unused[:8]}, mismatched shapes "
+                         f"{wrong[:8]}")
     model.load_state_dict(state)
 
 

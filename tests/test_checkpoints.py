@@ -14,6 +14,7 @@ from maelib.checkpoints import (
     PRETRAINED,
     ConversionError,
     ConversionReport,
+    diff_state_dict,
     list_pretrained,
     load_model,
     load_official_checkpoint,
@@ -450,3 +451,22 @@ def test_unwrap_state_dict():
         assert set(unwrap_state_dict(wrapped)) == {"weight", "bias"}
     with pytest.raises(TypeError, match="state_dict"):
         unwrap_state_dict([1, 2])
+
+
+def test_one_state_dict_diff_reports_every_kind_of_difference():
+    source = {"a": torch.zeros(2), "b": torch.zeros(3), "extra": torch.zeros(1)}
+    target = {"a": (2,), "b": (4,), "gone": torch.zeros(5)}
+    report = diff_state_dict(source, target, ConversionReport("src"))
+    assert (report.mapped, report.unused, report.missing) == (["a"], ["extra"], ["gone"])
+    assert report.mismatched == [("b", (3,), (4,))] and not report.ok and report.source == "src"
+    assert diff_state_dict(target, target).ok
+
+
+def test_the_official_layout_of_vit_base_has_the_published_shapes():
+    with torch.device("meta"):
+        config = create_model("mae_vit_base_patch16").config
+    layout = official_layout(config)
+    assert layout["pos_embed"] == (1, 197, 768) and layout["decoder_pos_embed"] == (1, 197, 512)
+    assert layout["blocks.11.mlp.fc1.weight"] == (3072, 768) and layout["decoder_pred.weight"] == (768, 512)
+    assert len(layout) == 6 + 12 * 12 + 8 + 8 * 12 and "blocks.12.norm1.weight" not in layout
+    assert set(official_layout(config, decoder=False)) == {k for k in layout if part_of(k) == "encoder"}
