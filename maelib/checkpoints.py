@@ -293,11 +293,10 @@ def load_official_checkpoint(model: MaskedAutoencoderViT, path_or_state_dict, in
 
 def download_checkpoint(name: str, dest: Path | None = None, url: str | None = None) -> Path:
     """Download an official MAE checkpoint (``OFFICIAL_CHECKPOINTS``) to ``dest`` (folder or file, default
-    ``weights/``), check its structure, then move it in place atomically. Returns: the file path."""
-    import shutil
-    import urllib.request
-
-    from .data.download import DownloadError
+    ``weights/``) with :func:`maelib.data.download.fetch`, check its structure, then move it in place
+    atomically. Returns: the file path. Raises DownloadError / ValueError; a failed download leaves
+    nothing."""
+    from .data.download import fetch
 
     if name not in OFFICIAL_CHECKPOINTS:
         raise ValueError(f"unknown checkpoint {name!r}; known: {sorted(OFFICIAL_CHECKPOINTS)}")
@@ -306,11 +305,7 @@ def download_checkpoint(name: str, dest: Path | None = None, url: str | None = N
     path = dest if dest.suffix == ".pth" else dest / f"{name}.pth"
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        try:
-            with urllib.request.urlopen(url or info.url, timeout=60) as r, open(tmp, "wb") as f:
-                shutil.copyfileobj(r, f, 1 << 20)
-        except OSError as err:
-            raise DownloadError(f"cannot download {name} from {url or info.url}: {err}") from err
+        fetch(url or info.url, tmp, desc=name)
         try:
             sd = torch.load(tmp, map_location="cpu", weights_only=True)
         except Exception as err:

@@ -470,3 +470,19 @@ def test_the_official_layout_of_vit_base_has_the_published_shapes():
     assert layout["blocks.11.mlp.fc1.weight"] == (3072, 768) and layout["decoder_pred.weight"] == (768, 512)
     assert len(layout) == 6 + 12 * 12 + 8 + 8 * 12 and "blocks.12.norm1.weight" not in layout
     assert set(official_layout(config, decoder=False)) == {k for k in layout if part_of(k) == "encoder"}
+
+
+def test_download_checkpoint_fetches_validates_and_installs(tmp_path, monkeypatch):
+    import maelib.checkpoints as ck
+
+    src = tmp_path / "src.pth"
+    torch.save({"model": mae_vit_tiny_patch8(img_size=32).state_dict()}, src)
+    monkeypatch.setitem(ck.OFFICIAL_CHECKPOINTS, "tiny", ck.OfficialCheckpoint(src.as_uri(), "x", True))
+    monkeypatch.setattr(ck, "create_model", lambda name: create_model("mae_vit_tiny_patch8", img_size=32))
+    path = ck.download_checkpoint("tiny", tmp_path / "weights")
+    assert path == tmp_path / "weights" / "tiny.pth" and path.read_bytes() == src.read_bytes()
+    bad = tmp_path / "bad.pth"
+    torch.save({"model": {"cls_token": torch.zeros(1)}}, bad)
+    with pytest.raises(ValueError, match="is not an official x checkpoint"):
+        ck.download_checkpoint("tiny", tmp_path / "w2", url=bad.as_uri())
+    assert list((tmp_path / "w2").iterdir()) == []

@@ -69,8 +69,14 @@ def load_manifest(manifest: dict | str | Path | None, name: str) -> dict | None:
     return json.loads(Path(manifest).read_text())
 
 
-def _fetch(url: str, part: Path, retries: int, timeout: float, backoff: float, progress: bool) -> None:
-    """Download ``url`` into ``part``, resuming with an HTTP Range request when ``part`` exists."""
+def fetch(url: str, part: Path, retries: int = 3, timeout: float = 60.0, backoff: float = 2.0,
+          progress: bool = True, desc: str | None = None) -> None:
+    """The one downloader of maelib: ``url`` into the file ``part``, resuming with an HTTP Range request when
+    ``part`` holds bytes, retrying ``retries`` times with exponential ``backoff`` (client errors other than
+    408 / 429 are not retried), a tqdm bar named ``desc`` when ``progress``.
+
+    Raises: :class:`DownloadError` naming the URL and the last error.
+    """
     from tqdm.auto import tqdm
 
     last: Exception | None = None
@@ -85,8 +91,8 @@ def _fetch(url: str, part: Path, retries: int, timeout: float, backoff: float, p
                 total = done + int(length) if length is not None else None
                 m = re.match(r"bytes \d+-\d+/(\d+)", r.headers.get("Content-Range", ""))
                 total = int(m.group(1)) if m else total
-                bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=part.name[:-5],
-                           disable=not progress)
+                bar = tqdm(total=total, initial=done, unit="B", unit_scale=True,
+                           desc=desc or part.name.removesuffix(".part"), disable=not progress)
                 with open(part, "ab" if done else "wb") as f, bar:
                     while chunk := r.read(1 << 16):
                         f.write(chunk)
@@ -250,7 +256,7 @@ def download_dataset(name: str, dest: str | Path | None = None, url: str | None 
     if archive is None:
         part = root / ((Path(urlparse(url).path).name or f"{name}.zip") + ".part")
         try:
-            _fetch(url, part, retries, timeout, backoff, progress)
+            fetch(url, part, retries, timeout, backoff, progress)
         except DownloadError as e:
             resume = f" The partial download {part} is resumed next time." if part.exists() else ""
             raise DownloadError(
