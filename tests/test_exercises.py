@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from maelib import checks as C
+from maelib import exercises as C
 from maelib import mae_vit_tiny_patch16
 from maelib.masking import block_bbox_shape, block_mask
 from maelib.metrics import masked_psnr
@@ -26,7 +26,7 @@ def _v(capsys, ok: bool, expect: bool, *needles: str) -> str:
     return out
 
 
-def test_checks_imports_only_the_standard_library_at_import_time():
+def test_exercises_import_only_the_standard_library_at_import_time():
     tree = ast.parse(Path(C.__file__).read_text())
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     names = {a.name.split(".")[0] for n in top if isinstance(n, ast.Import) for a in n.names}
