@@ -26,16 +26,45 @@ threads and background jobs:
 """
 
 
+# What --help lists, without importing torch to find it (tests/test_cli.py checks each against its source).
+PRESET_HELP = {  # maelib.train_config.PRESETS
+    "facade-pretrain": "pre-train on facades: 6-block tiny ViT, patch 8, 96 px, random 75 % masks, "
+                       "32 epochs x 65,536 crops",
+    "facade-finetune": "fine-tune for occlusions: 2 new blocks on a frozen facade-pretrain (--init), "
+                       "curriculum, 96 px, 10 epochs x 32,768 crops",
+    "gpu-vitb": "GPU: official ViT-B/16 MAE (--init mae_pretrain_vit_base.pth) + 2 new blocks, "
+                "224 px, bf16, 50 epochs",
+    "gpu-vitl": "GPU: official ViT-L/16 MAE (--init mae_pretrain_vit_large.pth) + 2 new blocks, "
+                "224 px, bf16, 50 epochs",
+    "ci": "smoke test, learns nothing useful: 2-block 64-wide ViT, 48 procedural 32 px images, 2 epochs",
+}
+DEFAULT_PRESET = "facade-pretrain"
+BASELINE_NAMES = ("mean", "telea", "navier_stokes", "nearest")  # maelib.baselines.BASELINES
+BUNDLED_NAMES = ("facade-finetune", "facade-pretrain")  # maelib.checkpoints.list_pretrained(all=True)
+SPLIT_NAMES = ("train", "val", "test", "all")  # maelib.data.datasets.SPLITS
+
+
+def train_description() -> str:
+    width = max(map(len, PRESET_HELP))
+    lines = [f"  {name:<{width}}  {text}" for name, text in PRESET_HELP.items()]
+    return ("Train or fine-tune an MAE from a preset (maelib.train_config.PRESETS), changed by the flags "
+            "below.\n\npresets (--print-config shows one in full):\n" + "\n".join(lines))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .train_config import PRESETS
+    """The ``maelib`` argument parser. Imports nothing heavy: ``maelib --help`` answers without torch."""
+    from ._version import __version__
 
     p = argparse.ArgumentParser(prog="maelib", description="Masked Autoencoders for facades.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"maelib {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="{train,evaluate,download}")
 
-    t = sub.add_parser("train", help="train or fine-tune an MAE (see maelib.train.PRESETS)",
-                       epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--preset", default=None,
-                   help=f"one of {sorted(PRESETS)} (default: ci, or the checkpoint's config with --resume)")
+    t = sub.add_parser("train", help="train or fine-tune an MAE from a preset (maelib train --help)",
+                       description=train_description(), epilog=TRAIN_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--preset", default=None, metavar="NAME",
+                   help=f"one of {', '.join(PRESET_HELP)} (default: {DEFAULT_PRESET}; with --resume: the "
+                        "run's own config). ci is a smoke test, not a model")
     t.add_argument("--out", required=True, type=Path, help="run folder (checkpoint.pt, log.jsonl, model.*)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in OUT (its checkpoint.pt, or its config.json before the first "
@@ -44,34 +73,50 @@ def build_parser() -> argparse.ArgumentParser:
                    help="move an existing run in OUT aside to OUT.old-<time> and start afresh")
     t.add_argument("--allow-config-change", action="store_true",
                    help="resume although the config differs from the checkpoint's")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--data", help="data folder, or 'synthetic'")
+    t.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
+    t.add_argument("--batch-size", type=int, help="images per batch (default: the preset's)")
+    t.add_argument("--data", help="data folder, or 'synthetic' (procedural facades only)")
     t.add_argument("--source", action="append", dest="sources", metavar="LAYOUT:PATH[@all]",
                    help="a training source (repeatable), e.g. cmp:DIR, folder:DIR@all, synthetic:600; "
                         "@all: every image trains, none validates")
     t.add_argument("--init", help="initial weights: .safetensors (save_pretrained) or official .pth")
     t.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=int,
+                   help="seed of the initialisation, batch order, crops and masks (the split's: --set "
+                        "data_seed=N)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any TrainConfig field, e.g. --set lr=1e-4 --set model_kwargs.depth=4")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
-    e = sub.add_parser("evaluate", help="metrics of a method on a facade split")
-    e.add_argument("methods", nargs="+", help="baseline name, pretrained name or path to a .safetensors")
-    e.add_argument("--data", default=None)
-    e.add_argument("--split", default="test")
+    methods = (f"a baseline ({', '.join(BASELINE_NAMES)}), a bundled model ({', '.join(BUNDLED_NAMES)}) or "
+               "a .safetensors file (maelib train's model.safetensors, maelib.save_pretrained)")
+    e = sub.add_parser("evaluate", help="metrics of methods on a facade split (masked PSNR, SSIM, LPIPS)",
+                       description=f"Score methods on the same images and masks. A method is {methods}.")
+    e.add_argument("methods", nargs="+", metavar="METHOD", help=f"one or more: {methods}")
+    e.add_argument("--data", default=None,
+                   help="image folder (CMP, pix2pix, images or .npy layout); default: the CMP photos found "
+                        "($MAELIB_CMP_DIR, or the cache of `maelib download cmp-base`), else procedural "
+                        "facades")
+    e.add_argument("--split", default="test", choices=SPLIT_NAMES,
+                   help="which part of the data (default: test; splits are seeded by --seed)")
     e.add_argument("--mask", action="append", dest="mask_specs", metavar="SPEC",
-                   help="mask spec, repeatable (default: the standard four)")
+                   help="mask spec, repeatable, e.g. block:0.5 or combined:0.3+0.45 (default: random:0.75, "
+                        "block:0.5, block_bbox:0.3, combined:0.3+0.45)")
     e.add_argument("--out", type=Path, default=None,
                    help="folder for results.json / .md / .png (checked writable before computing)")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    e.add_argument("--batch-size", type=int, default=16)
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--num-images", type=int, default=None)
-    e.add_argument("--size", type=int, default=None)
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--batch-size", type=int, default=16,
+                   help="images per batch (default: 16); masks are drawn per batch, so keep it fixed to "
+                        "compare runs")
+    e.add_argument("--seed", type=int, default=0,
+                   help="seed of the masks, the split and --figure's images (default: 0); the same seed "
+                        "gives every method the same images and masks")
+    e.add_argument("--num-images", type=int, default=None, metavar="N",
+                   help="evaluate the first N images of the split (default: all)")
+    e.add_argument("--size", type=int, default=None, metavar="PX",
+                   help="image size when only baselines run (default: 128); models use their own img_size")
+    e.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps (default: cpu)")
     e.add_argument("--lpips-net", default="alex", help="alex | vgg | none")
     e.add_argument("--figure", type=int, default=0, metavar="N",
                    help="also write comparison.png to --out: N images drawn by --seed, every method side by "
@@ -85,6 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--archive", type=Path, default=None,
                    help="install a dataset zip downloaded by hand (offline), e.g. CMP_facade_DB_base.zip")
     return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The parsed command line; an unknown flag is reported as such (before a missing command), exit 2."""
+    p = build_parser()
+    args, unknown = p.parse_known_args(argv)
+    if unknown:
+        p.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        p.error("a command is required: train, evaluate or download (maelib --help)")
+    return args
 
 
 class UsageError(ValueError):
@@ -118,7 +174,10 @@ def train_config_from_args(args: argparse.Namespace):
     if args.preset is None and args.resume:
         cfg = TrainConfig.from_dict(_run_config(args.out))
     else:
-        cfg = TrainConfig.from_preset(args.preset or "ci")
+        if args.preset is None:
+            print(f"maelib train: no --preset: {DEFAULT_PRESET} ({PRESET_HELP[DEFAULT_PRESET]}); "
+                  "maelib train --help lists the others", file=sys.stderr)
+        cfg = TrainConfig.from_preset(args.preset or DEFAULT_PRESET)
     changes = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items()
                if getattr(args, flag) is not None}
     if getattr(args, "sources", None):
@@ -250,22 +309,30 @@ def reexec_with_wait_policy(execv=os.execv) -> None:
               "default wait policy", file=sys.stderr)
 
 
+def _stops_a_run(err: BaseException) -> bool:
+    """A :class:`maelib.train.TrainingError` or :class:`maelib.data.download.DownloadError` (exit status 1).
+    Looked up in ``sys.modules``: an error of a module that was never imported cannot be one of them, and the
+    command line imports nothing heavy before a command runs."""
+    kinds = [getattr(sys.modules.get(mod), name, None) for mod, name in
+             (("maelib.train", "TrainingError"), ("maelib.data.download", "DownloadError"))]
+    return isinstance(err, tuple(k for k in kinds if isinstance(k, type)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns the exit status: 0 done; 2 bad input or an unusable file or folder (ValueError,
     TypeError, OSError such as FileExistsError or PermissionError; one line, no traceback); 1 when training
     stops on a bad loss or a download fails; 130 on Ctrl-C."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     if argv is None and args.command == "train" and not args.print_config:
         reexec_with_wait_policy()
-    from .data.download import DownloadError
-    from .train import TrainingError
-
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "download": cmd_download}[args.command](args)
-    except (TrainingError, DownloadError) as err:
-        print(f"maelib {args.command}: {err}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError, RuntimeError) as err:
+        if _stops_a_run(err):
+            print(f"maelib {args.command}: {err}", file=sys.stderr)
+            return 1
+        if isinstance(err, RuntimeError):
+            raise
         text = str(err) if not isinstance(err, OSError) or not err.filename else (
             f"{err.strerror or err}: {err.filename}")
         print(f"maelib {args.command}: error: {text}", file=sys.stderr)

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-import io
+import argparse
 import json
 import os
 import random
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def test_train_flags_map_to_config(tmp_path, capsys):
     (["--init", "missing.pth", "--set", "stage=finetune"], "not found: missing.pth"),
 ])
 def test_train_bad_input_exits_2_with_message(tmp_path, capsys, argv, match):
-    rc, _, err = run_main(["train", "--out", str(tmp_path), *TINY[2:], *argv], capsys)
+    rc, _, err = run_main(["train", "--out", str(tmp_path), *TINY, *argv], capsys)  # a later --preset wins
     assert rc == 2
     assert re.search(match, err), err
 
@@ -131,8 +132,6 @@ def test_evaluate_progress_paths_and_one_lpips_notice(tmp_path, capsys, monkeypa
 
 
 def test_download_dispatch_and_checkpoint_validation(tmp_path, capsys, monkeypatch):
-    import urllib.request
-
     import maelib.checkpoints as ck
     import maelib.data as data
 
@@ -144,18 +143,15 @@ def test_download_dispatch_and_checkpoint_validation(tmp_path, capsys, monkeypat
     assert run_main(["download", "cmp-extended", "--archive", "x.zip"], capsys)[0] == 0
     assert got["cmp-extended"] == (None, Path("x.zip"))
 
-    def serve(obj):
-        buf = io.BytesIO()
-        torch.save(obj, buf)
-        return lambda url, timeout=None: io.BytesIO(buf.getvalue())
-
-    monkeypatch.setattr(urllib.request, "urlopen", serve({"model": {"bogus": torch.zeros(2)}}))
-    rc, _, err = run_main(["download", "mae_pretrain_vit_base", "--dest", str(tmp_path / "w")], capsys)
+    bogus = tmp_path / "bogus.pth"
+    torch.save({"model": {"bogus": torch.zeros(2)}}, bogus)
+    url = ["--url", bogus.as_uri()]
+    rc, _, err = run_main(["download", "mae_pretrain_vit_base", "--dest", str(tmp_path / "w"), *url], capsys)
     assert rc == 2 and "not an official mae_vit_base_patch16" in err
     assert list((tmp_path / "w").iterdir()) == []  # no .part, no file
 
     monkeypatch.setattr(ck, "validate_official_state_dict", lambda sd, name: None)
-    rc, out, _ = run_main(["download", "mae_pretrain_vit_base", "--dest", str(tmp_path / "w")], capsys)
+    rc, out, _ = run_main(["download", "mae_pretrain_vit_base", "--dest", str(tmp_path / "w"), *url], capsys)
     assert rc == 0 and [p.name for p in (tmp_path / "w").iterdir()] == ["mae_pretrain_vit_base.pth"]
     rc, _, err = run_main(["download", "imagenet"], capsys)
     assert rc == 2 and "mae_pretrain_vit_large" in err
@@ -348,3 +344,151 @@ def test_wait_policy_restart_failure_carries_on(monkeypatch, capsys):
     monkeypatch.setattr(sys, "orig_argv", ["python", "-m", "maelib", "train"])
     reexec_with_wait_policy(execv=refuse)
     assert "OMP_WAIT_POLICY" not in os.environ and "could not restart" in capsys.readouterr().err
+
+
+# --- the command line itself: fast help, version, presets, unknown flags ------------------------------------
+def parser_actions(name: str | None = None) -> list:
+    p = cli.build_parser()
+    if name is not None:
+        (sub,) = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        p = sub.choices[name]
+    return [a for a in p._actions if a.dest not in ("help", "version", "command")]
+
+
+def test_version(capsys):
+    from maelib._version import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"maelib {__version__}"
+
+
+def test_help_imports_no_torch():
+    code = textwrap.dedent("""
+        import sys, maelib
+        from maelib import cli
+        for argv in (["--help"], ["train", "--help"], ["evaluate", "--help"], ["download", "--help"]):
+            try:
+                cli.main(argv)
+            except SystemExit as e:
+                assert e.code == 0, argv
+        heavy = ("torch", "numpy", "maelib.train", "maelib.evaluate", "maelib.train_config")
+        print("LOADED", sorted(m for m in heavy if m in sys.modules))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "LOADED []"
+    assert "--preset" in proc.stdout and "navier_stokes" in proc.stdout and "cmp-base" in proc.stdout
+
+
+def test_top_level_help_names_the_commands_and_where_presets_live(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "maelib.train.PRESETS" not in out and "--version" in out
+    for command in ("train", "evaluate", "download"):
+        assert command in out
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    assert "maelib.train_config.PRESETS" in capsys.readouterr().out
+
+
+def test_train_help_describes_every_preset_in_one_line(capsys):
+    from maelib.train_config import PRESETS
+
+    assert sorted(cli.PRESET_HELP) == sorted(PRESETS), "one description per preset"
+    assert list(cli.PRESET_HELP)[0] == cli.DEFAULT_PRESET and list(cli.PRESET_HELP)[-1] == "ci"
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    for name, text in cli.PRESET_HELP.items():
+        (line,) = [ln for ln in lines if ln.split()[:1] == [name]]
+        assert line.endswith(text)
+    assert "smoke test" in cli.PRESET_HELP["ci"] and "learns nothing" in cli.PRESET_HELP["ci"]
+
+
+@pytest.mark.parametrize("name", ["ci", "facade-pretrain", "facade-finetune", "gpu-vitb", "gpu-vitl"])
+def test_preset_descriptions_match_the_presets(name):
+    from maelib.train_config import PRESETS
+
+    cfg, text = PRESETS[name], cli.PRESET_HELP[name]
+    size = cfg.img_size if isinstance(cfg.img_size, int) else cfg.img_size[0]
+    assert f"{size} px" in text and f"{cfg.epochs} epochs" in text
+    if cfg.samples_per_epoch:
+        assert f"{cfg.samples_per_epoch:,} crops" in text
+    assert ("fine-tune" in text or "ViT-" in text) == (cfg.stage == "finetune")
+    if cfg.num_new_blocks:
+        assert f"{cfg.num_new_blocks} new blocks" in text
+    depth = dict(cfg.model_kwargs).get("depth")
+    if depth and cfg.stage == "pretrain":
+        assert f"{depth}-block" in text
+    if cfg.init and cfg.init.endswith(".pth"):
+        assert f"--init {Path(cfg.init).name}" in text
+    if cfg.amp == "bf16":
+        assert "bf16" in text
+
+
+def test_default_preset_is_facade_pretrain_and_says_so(tmp_path, capsys):
+    from maelib.train_config import PRESETS
+
+    rc, out, err = run_main(["train", "--out", str(tmp_path), "--print-config"], capsys)
+    assert rc == 0 and cli.DEFAULT_PRESET == "facade-pretrain"
+    assert json.loads(out) == json.loads(json.dumps(PRESETS["facade-pretrain"].to_dict()))
+    assert "no --preset: facade-pretrain" in err and "maelib train --help" in err
+    rc, out, err = run_main(["train", "--out", str(tmp_path), "--preset", "ci", "--print-config"], capsys)
+    assert rc == 0 and "no --preset" not in err and json.loads(out)["img_size"] == 32
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--bogus", "train", "--out", "x"], "unrecognized arguments: --bogus"),
+    (["train", "--out", "x", "--epoch-count", "3"], "unrecognized arguments: --epoch-count 3"),
+    ([], "a command is required: train, evaluate or download"),
+    (["fly"], "invalid choice: 'fly'"),
+])
+def test_unknown_flags_and_missing_commands_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err, err
+    if argv[:1] == ["--bogus"]:
+        assert "required" not in err
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "download"])
+def test_every_option_has_help(command):
+    missing = [a.option_strings or a.dest for a in parser_actions(command) if not a.help]
+    assert missing == []
+
+
+def test_evaluate_help_lists_the_method_names_and_they_match_the_registries(capsys):
+    from maelib.baselines import BASELINES
+    from maelib.checkpoints import list_pretrained
+    from maelib.data.datasets import SPLITS
+
+    assert set(cli.BASELINE_NAMES) == set(BASELINES) and len(cli.BASELINE_NAMES) == len(BASELINES)
+    assert sorted(cli.BUNDLED_NAMES) == list_pretrained(all=True)
+    assert cli.SPLIT_NAMES == SPLITS
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for name in (*cli.BASELINE_NAMES, *cli.BUNDLED_NAMES, ".safetensors"):
+        assert name.replace("-", "- ") in out or name in out
+    for flag in ("--data", "--split", "--size", "--num-images", "--batch-size", "--seed"):
+        (action,) = [a for a in parser_actions("evaluate") if flag in a.option_strings]
+        assert len(action.help) > 20, flag
+
+
+def test_evaluate_refuses_an_unknown_split_before_computing(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["evaluate", "mean", "--split", "testing"])
+    assert exc.value.code == 2 and "invalid choice: 'testing'" in capsys.readouterr().err
+
+
+def test_other_runtime_errors_are_not_hidden(monkeypatch):
+    def boom(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_download", boom)
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.main(["download", "--list"])

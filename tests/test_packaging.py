@@ -193,3 +193,6 @@ def test_installed_wheel_works_outside_the_repository(tmp_path):
     file, kind = proc.stdout.split("\n")[:2]
     assert Path(file).resolve().is_relative_to(site.resolve()), file
     assert kind == f"MaskedAutoencoderViT {_version()}"
+    proc = subprocess.run([str(venv / "bin" / "maelib"), "--version"], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"maelib {_version()}", proc.stderr
