@@ -1,10 +1,17 @@
 # maelib: `make lab` (install + open the notebooks) and `make test` (install + run every test).
 # Override the torch build with e.g. `make test TORCH_SPEC="torch torchvision"`; on a machine without an
-# NVIDIA GPU, `make lab TORCH_INDEX=https://download.pytorch.org/whl/cpu` installs the much smaller CPU-only build.
+# NVIDIA GPU, `make lab TORCH_INDEX=https://download.pytorch.org/whl/cpu` installs the much smaller CPU-only build
+# (setup says so, in one line before the torch download, when it finds no GPU; it never switches by itself).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX ?=
+CPU_TORCH_INDEX := https://download.pytorch.org/whl/cpu
+# "yes" when an NVIDIA GPU is found (nvidia-smi on PATH, or the driver's /proc/driver/nvidia); set it to override
+NVIDIA_GPU ?= $(shell (command -v nvidia-smi || ls -d /proc/driver/nvidia) >/dev/null 2>&1 && echo yes)
+# PyPI's default torch wheels are the CUDA build on Linux only (about 3 GB of CUDA libraries in the venv)
+CPU_NOTICE = $(if $(TORCH_INDEX)$(NVIDIA_GPU)$(filter-out Linux,$(shell uname -s)),,yes)
+SETUP_GOAL = $(or $(firstword $(filter lab test test-fast notebooks student-copies bench,$(MAKECMDGOALS))),lab)
 INSTALL_CHROMIUM ?= yes
 SHARED ?= $(abspath ../shared)
 BIN := $(VENV)/bin
@@ -34,6 +41,8 @@ setup: $(STAMP) $(LAB_OVERRIDES)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
+	@$(if $(CPU_NOTICE),echo "maelib: no NVIDIA GPU found: the default torch below brings about 3 GB of CUDA \
+	libraries; a CPU-only build exists: make $(SETUP_GOAL) TORCH_INDEX=$(CPU_TORCH_INDEX)",:)
 	$(BIN)/python -m pip install $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),) $(TORCH_SPEC)
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $@

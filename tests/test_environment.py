@@ -157,3 +157,42 @@ def test_make_browser_deps_announces_a_chromium_install(tmp_path):
     assert announce < install and "INSTALL_CHROMIUM=no to skip" in script
     off = _make_n(tmp_path, "browser-deps", "INSTALL_CHROMIUM=no")
     assert '[ "no" != "yes" ]' in off
+
+
+CPU_LINE = ("no NVIDIA GPU found: the default torch below brings about 3 GB of CUDA libraries; a CPU-only "
+            "build exists: make {goal} TORCH_INDEX=https://download.pytorch.org/whl/cpu")
+
+
+@pytest.mark.parametrize("goal", ["lab", "test"])
+def test_setup_names_the_cpu_only_build_before_the_torch_download_when_no_gpu_is_found(tmp_path, goal):
+    import platform
+
+    out = _make_n(tmp_path, goal, "NVIDIA_GPU=").splitlines()
+    torch_install = next(i for i, ln in enumerate(out) if "pip install" in ln and "torch==" in ln)
+    notices = [i for i, ln in enumerate(out) if "no NVIDIA GPU found" in ln]
+    if platform.system() != "Linux":  # PyPI's default torch is CPU-only there: nothing to say
+        assert notices == []
+        return
+    assert len(notices) == 1 and notices[0] < torch_install, "one line, before the torch download"
+    assert CPU_LINE.format(goal=goal) in out[notices[0]]
+    assert "--index-url" not in out[torch_install], "the notice never switches the build by itself"
+
+
+@pytest.mark.parametrize("setting", ["NVIDIA_GPU=yes", "TORCH_INDEX=https://download.pytorch.org/whl/cpu"])
+def test_no_cpu_notice_with_a_gpu_or_a_chosen_build(tmp_path, setting):
+    assert "no NVIDIA GPU found" not in _make_n(tmp_path, "lab", setting)
+
+
+def test_an_nvidia_smi_on_path_counts_as_a_gpu(tmp_path):
+    import os
+    import subprocess
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(["make", "-n", "lab", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "pip install" in proc.stdout, proc.stderr
+    assert "no NVIDIA GPU found" not in proc.stdout
