@@ -196,3 +196,25 @@ def test_an_nvidia_smi_on_path_counts_as_a_gpu(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "pip install" in proc.stdout, proc.stderr
     assert "no NVIDIA GPU found" not in proc.stdout
+
+
+def quick_start() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_first_screen_has_the_cpu_choice_the_start_and_the_extras(project):
+    section = quick_start()
+    table = [ln for ln in section.splitlines() if ln.startswith("|")]
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    cpu = re.search(r"^CPU_TORCH_INDEX := (\S+)$", makefile, flags=re.M)
+    assert cpu and any(f"make lab TORCH_INDEX={cpu.group(1)}" in ln for ln in table), "the CPU-only row"
+    start = re.search(r"Where to start:\*\* \[notebook 01[^\]]*\]\((notebooks/[^)]+)\)", section)
+    assert start and (ROOT / start.group(1)).is_file()
+    named = set(re.findall(r"pip install '\.\[(\w+)\]'", "\n".join(table)))
+    assert named == set(project["optional-dependencies"]), "every extra, and only those, in the install table"
+    assert "6.5 GB" in section and "du -sh" in section, "disk for setup, and where the number comes from"
+
+
+def test_readme_names_no_sibling_shared_folder():
+    assert "../shared" not in (ROOT / "README.md").read_text(encoding="utf-8")
