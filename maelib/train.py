@@ -43,7 +43,7 @@ from .run_folder import (
     rng_state,
     set_rng_state,
 )
-from .train_config import RUN_CONTROL_FIELDS, TrainConfig
+from .train_config import RUN_CONTROL_FIELDS, TrainConfig, upgrade_config_dict
 
 
 # --- what a config builds ----------------------------------------------------------------------------------
@@ -385,9 +385,9 @@ def check_masks_fit(cfg: TrainConfig, grid: tuple[int, int]) -> None:
     """Raise ValueError naming the spec and epoch when a mask setting of ``cfg`` cannot be drawn on the
     model's patch grid (e.g. ``block:0.9`` on a grid where it hides every patch)."""
     specs = {str(cfg.mask_spec(e)): e for e in range(cfg.epochs)}
-    if cfg.stage == "finetune" and cfg.curriculum_band_share > 0:
-        for r in cfg.curriculum_band_ratios:
-            specs[f"block:{r:g}"] = cfg.curriculum().warmup_epochs
+    if cfg.stage == "finetune" and cfg.curriculum.band_share > 0:
+        for r in cfg.curriculum.band_ratios:
+            specs[f"block:{r:g}"] = cfg.curriculum_schedule().warmup_epochs
     for text, epoch in specs.items():
         try:
             MaskSpec.parse(text).draw(2, grid, torch.Generator().manual_seed(0))
@@ -413,12 +413,15 @@ def start_state(run: Run, resume: bool, allow_config_change: bool) -> RunState:
 
 
 def check_resume_config(cfg: TrainConfig, old: dict, path: Path, allow: bool) -> dict:
-    """The fields where ``cfg`` differs from the checkpoint's config ``old`` (fields it predates read as
-    their defaults): ``{name: (new, old)}``.
+    """The fields where ``cfg`` differs from the checkpoint's config ``old`` (read in today's layout, fields
+    it predates at their defaults): ``{name: (new, old)}``.
 
     Raises: ValueError listing them when any is not a run-control field and ``allow`` is False.
     """
-    old = {**TrainConfig().to_dict(), **old}
+    try:
+        old = TrainConfig.from_dict(old).to_dict()
+    except (TypeError, ValueError):
+        old = {**TrainConfig().to_dict(), **upgrade_config_dict(old)}
     return config_diff(cfg.to_dict(), old, RUN_CONTROL_FIELDS, path, allow)
 
 

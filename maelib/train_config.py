@@ -10,7 +10,7 @@ import math
 import re
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,47 @@ ATTENTION_KERNELS = ("auto", "fused", "math")
 COMPILE_POLICIES = ("auto", True, False)
 COMPILE_MIN_IMAGES = 200_000
 # Fields that steer a run without changing what it computes: a resume may change them freely.
-RUN_CONTROL_FIELDS = ("max_steps", "log_every", "num_threads", "tensorboard", "num_workers", "device",
-                      "cache_dir", "ckpt_minutes")
+RUN_CONTROL_FIELDS = ("max_steps", "log_every", "num_threads", "tensorboard", "device", "cache_dir",
+                      "ckpt_minutes")
+# Fields of older configs (a run's config.json or checkpoint, a bundled model's JSON): the flat curriculum
+# keys now live in ``TrainConfig.curriculum``; ``num_workers`` was never read (the photo cache crops in the
+# training process) and is dropped.
+_FLAT_CURRICULUM = "curriculum_"
+_DROPPED_FIELDS = ("num_workers",)
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    """The fine-tuning curriculum (stage ``"finetune"``): random masking for ``warmup_epochs``, then combined
+    masking whose block ratio grows from ``block_start`` to ``block_end`` while the total stays
+    ``total_ratio`` (:class:`~maelib.masking.CurriculumSchedule`, with ``flipped`` and
+    ``horizontal_random_offset``); after the warm-up a ``band_share`` of the batches get a bottom band
+    instead, its ratio drawn from ``band_ratios``. Set one field with ``--set curriculum.block_end=0.4``."""
+
+    warmup_epochs: int = 2
+    total_ratio: float = 0.75
+    block_start: float = 0.1
+    block_end: float = 0.5
+    flipped: bool = False
+    horizontal_random_offset: bool = True
+    band_share: float = 0.0
+    band_ratios: tuple[float, float] = (0.25, 0.6)
+
+    def __post_init__(self) -> None:
+        _check_types(self, "curriculum.")
+        if not 0.0 <= self.band_share <= 1.0:
+            raise ValueError(f"curriculum.band_share must be in [0, 1], got {self.band_share}")
+        lo, hi = self.band_ratios
+        if not 0.0 < lo <= hi < 1.0:
+            raise ValueError(f"curriculum.band_ratios must satisfy 0 < min <= max < 1, "
+                             f"got {self.band_ratios}")
+
+    def schedule(self, epochs: int) -> CurriculumSchedule:
+        """The :class:`CurriculumSchedule` of a run of ``epochs`` epochs (warm-up capped at ``epochs``)."""
+        return CurriculumSchedule(total_epochs=epochs, warmup_epochs=min(self.warmup_epochs, epochs),
+                                  total_ratio=self.total_ratio, block_start=self.block_start,
+                                  block_end=self.block_end, flipped=self.flipped,
+                                  horizontal_random_offset=self.horizontal_random_offset)
 
 
 @dataclass(frozen=True)
@@ -43,10 +82,10 @@ class TrainConfig:
     with random-resized crops of area ``crop_scale``; ``samples_per_epoch`` (None: the number of training
     images) sets the length of an epoch. ``snapshot_images``: save the weights when this many images
     were seen.
-    ``data_seed`` (fixes the split), ``train_augment``, ``num_workers``, ``val_images`` (cap).
+    ``data_seed`` (fixes the split), ``train_augment``, ``val_images`` (cap).
     Stage: ``"pretrain"`` masks with ``mask`` (a :class:`MaskSpec` string); ``"finetune"`` loads ``init``
     (.safetensors from ``save_pretrained`` or an official .pth), optionally ``freeze``s the pretrained blocks
-    and masks with the :class:`CurriculumSchedule` built from the ``curriculum_*`` fields.
+    and masks with the :class:`Curriculum` in ``curriculum``.
     Steps: ``log_every`` / ``ckpt_every`` in optimizer steps (checkpoints also at each epoch end and, in a
     single-process run, at least every ``ckpt_minutes``),
     ``val_every`` in epochs. ``amp``: "auto" | "bf16" | "fp16" (CUDA only) | "off". ``attention``:
@@ -76,7 +115,6 @@ class TrainConfig:
     val_synthetic: int = 0
     data_seed: int = 0
     train_augment: bool = True
-    num_workers: int = 0
     val_images: int = 64
     stage: str = "pretrain"
     init: str | None = None
@@ -93,14 +131,7 @@ class TrainConfig:
     clip_grad: float | None = None
     betas: tuple[float, float] = (0.9, 0.95)
     mask: str = "random:0.75"
-    curriculum_warmup_epochs: int = 2
-    curriculum_total_ratio: float = 0.75
-    curriculum_block_start: float = 0.1
-    curriculum_block_end: float = 0.5
-    curriculum_flipped: bool = False
-    curriculum_horizontal_random_offset: bool = True
-    curriculum_band_share: float = 0.0
-    curriculum_band_ratios: tuple[float, float] = (0.25, 0.6)
+    curriculum: Curriculum = field(default_factory=Curriculum)
     amp: str = "auto"
     compile: bool | str = "auto"
     attention: str = "auto"
@@ -142,7 +173,7 @@ class TrainConfig:
                      "img_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("synthetic", "val_synthetic", "num_workers", "val_images", "seed", "data_seed"):
+        for name in ("synthetic", "val_synthetic", "val_images", "seed", "data_seed"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.num_threads is not None and self.num_threads < 1:
@@ -150,12 +181,6 @@ class TrainConfig:
         if self.compile not in COMPILE_POLICIES:
             raise ValueError(f"compile must be one of {COMPILE_POLICIES}, got {self.compile!r}")
         _check_device(self.device)
-        if not 0.0 <= self.curriculum_band_share <= 1.0:
-            raise ValueError(f"curriculum_band_share must be in [0, 1], got {self.curriculum_band_share}")
-        lo_b, hi_b = self.curriculum_band_ratios
-        if not 0.0 < lo_b <= hi_b < 1.0:
-            raise ValueError(f"curriculum_band_ratios must satisfy 0 < min <= max < 1, "
-                             f"got {self.curriculum_band_ratios}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
         if self.ckpt_minutes is not None and self.ckpt_minutes <= 0:
@@ -189,7 +214,7 @@ class TrainConfig:
         if self.stage == "pretrain":
             MaskSpec.parse(self.mask)
         else:
-            self.curriculum()
+            self.curriculum_schedule()
 
     # --- derived values -------------------------------------------------------------------------------
     def effective_batch(self, world_size: int = 1) -> int:
@@ -199,26 +224,25 @@ class TrainConfig:
         """``lr`` if set, else ``blr * batch_size * accum_steps * world_size / 256`` (MAE's scaling rule)."""
         return self.lr if self.lr is not None else self.blr * self.effective_batch(world_size) / 256
 
-    def curriculum(self) -> CurriculumSchedule:
-        return CurriculumSchedule(self.epochs, min(self.curriculum_warmup_epochs, self.epochs),
-                                  self.curriculum_total_ratio, self.curriculum_block_start,
-                                  self.curriculum_block_end, self.curriculum_flipped,
-                                  self.curriculum_horizontal_random_offset)
+    def curriculum_schedule(self) -> CurriculumSchedule:
+        """The curriculum over this run's ``epochs`` (see :meth:`Curriculum.schedule`)."""
+        return self.curriculum.schedule(self.epochs)
 
     def mask_spec(self, epoch: int, micro: int | None = None) -> MaskSpec:
         """The masking of ``epoch``: ``mask`` (pretrain) or the curriculum (finetune). With ``micro`` (the
-        micro-batch index), a ``curriculum_band_share`` of the batches after the curriculum's warm-up get a
-        bottom band instead, its ratio drawn from ``curriculum_band_ratios`` by (seed, epoch, micro)."""
+        micro-batch index), a ``curriculum.band_share`` of the batches after the curriculum's warm-up get a
+        bottom band instead, its ratio drawn from ``curriculum.band_ratios`` by (seed, epoch, micro)."""
         if self.stage == "pretrain":
             return MaskSpec.parse(self.mask)
-        spec = self.curriculum().spec(epoch)
-        if micro is None or self.curriculum_band_share <= 0 or epoch < self.curriculum().warmup_epochs:
+        schedule, c = self.curriculum_schedule(), self.curriculum
+        spec = schedule.spec(epoch)
+        if micro is None or c.band_share <= 0 or epoch < schedule.warmup_epochs:
             return spec
         u, v = np.random.default_rng([self.seed, epoch, micro, 7]).random(2)
-        if u >= self.curriculum_band_share:
+        if u >= c.band_share:
             return spec
-        lo, hi = self.curriculum_band_ratios
-        return MaskSpec("block", block_ratio=round(lo + (hi - lo) * v, 3), flipped=self.curriculum_flipped)
+        lo, hi = c.band_ratios
+        return MaskSpec("block", block_ratio=round(lo + (hi - lo) * v, 3), flipped=c.flipped)
 
     def use_compile(self, planned_images: int, device_type: str) -> bool:
         """The ``compile`` policy: True / False as given; "auto" compiles on CPU and CUDA when the run plans
@@ -234,19 +258,14 @@ class TrainConfig:
         return self.cache_short_side or round(1.5 * min(to_2tuple(self.img_size)))
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        for name in _TUPLE_FIELDS:
-            d[name] = list(d[name])
-        return d
+        """The config as JSON values (tuples as lists; ``curriculum`` as a nested dict)."""
+        return _lists(asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        _check_fields(d)
-        d = dict(d)
-        for name in _TUPLE_FIELDS:
-            if name in d:
-                d[name] = tuple(d[name])
-        return cls(**d)
+        """Read :meth:`to_dict`'s output, or an older config (flat ``curriculum_*`` keys, ``num_workers``):
+        see :func:`upgrade_config_dict`."""
+        return cls().replace(**upgrade_config_dict(d))
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> TrainConfig:
@@ -256,32 +275,67 @@ class TrainConfig:
         return PRESETS[name].replace(**overrides)
 
     def replace(self, **changes) -> TrainConfig:
+        """A copy with fields replaced; ``curriculum`` may be a :class:`Curriculum` or a dict of the fields
+        to change in it. Raises ValueError naming unknown fields (and the new name of a flat
+        ``curriculum_*`` key)."""
         _check_fields(changes)
         for name in _TUPLE_FIELDS:
             if isinstance(changes.get(name), list):
                 changes[name] = tuple(changes[name])
+        if isinstance(changes.get("curriculum"), dict):
+            changes["curriculum"] = _replace_curriculum(self.curriculum, changes["curriculum"])
         return replace(self, **changes)
 
     def with_overrides(self, items: list[str]) -> TrainConfig:
         """Apply ``key=value`` strings (values parsed as JSON when possible; ``model_kwargs.depth=6`` sets
         one model keyword)."""
         changes: dict[str, Any] = {}
-        kwargs = dict(self.model_kwargs)
+        nested: dict[str, dict[str, Any]] = {"model_kwargs": dict(self.model_kwargs), "curriculum": {}}
         for item in items:
             key, sep, raw = item.partition("=")
             key = key.strip()
             if not sep or not key:
                 raise ValueError(f"override must look like key=value, got {item!r}")
-            value = parse_value(raw)
-            if key.startswith("model_kwargs."):
-                kwargs[key.split(".", 1)[1]] = value
-                changes["model_kwargs"] = kwargs
+            head, dot, sub = key.partition(".")
+            if dot and head in nested:
+                nested[head][sub] = parse_value(raw)
+                changes[head] = nested[head]
             else:
-                changes[key] = value
+                changes[key] = parse_value(raw)
         return self.replace(**changes)
 
 
-_TUPLE_FIELDS = ("betas", "sources", "crop_scale", "snapshot_images", "curriculum_band_ratios")
+_TUPLE_FIELDS = ("betas", "sources", "crop_scale", "snapshot_images")
+
+
+def _lists(value: Any) -> Any:
+    """``value`` with every tuple turned into a list, through dicts (JSON's view of a config)."""
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    return [_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def upgrade_config_dict(d: dict) -> dict:
+    """A config dict of any maelib version in today's layout: flat ``curriculum_<name>`` keys move into
+    ``curriculum`` (``curriculum_warmup_epochs`` -> ``curriculum["warmup_epochs"]``), ``num_workers`` is
+    dropped. Other keys are left for :meth:`TrainConfig.replace` to check."""
+    d = dict(d)
+    flat = {k[len(_FLAT_CURRICULUM):]: d.pop(k) for k in list(d) if k.startswith(_FLAT_CURRICULUM)}
+    if flat:
+        d["curriculum"] = {**flat, **(d.get("curriculum") or {})}
+    for name in _DROPPED_FIELDS:
+        d.pop(name, None)
+    return d
+
+
+def _replace_curriculum(current: Curriculum, changes: dict) -> Curriculum:
+    names = [f.name for f in fields(Curriculum)]
+    unknown = sorted(set(changes) - set(names))
+    if unknown:
+        raise ValueError(f"unknown curriculum fields {unknown}; allowed: {names}")
+    if isinstance(changes.get("band_ratios"), list):
+        changes = {**changes, "band_ratios": tuple(changes["band_ratios"])}
+    return replace(current, **changes)
 
 
 def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
@@ -317,6 +371,8 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
         return all(ok for ok, _ in out), tuple(v for _, v in out)
     if origin is dict:
         return isinstance(value, dict), value
+    if isinstance(tp, type) and is_dataclass(tp):
+        return isinstance(value, tp), value
     return True, value
 
 
@@ -324,15 +380,16 @@ def _type_name(tp: Any) -> str:
     return str(tp).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
-def _check_types(cfg: TrainConfig) -> None:
-    """Raise TypeError naming the field when a value does not fit its annotation (``epochs=2.7``,
-    ``batch_size=True``); coerce ints to floats and lists to tuples in place."""
-    hints = typing.get_type_hints(TrainConfig)
+def _check_types(cfg: Any, prefix: str = "") -> None:
+    """Raise TypeError naming the field (``prefix`` + name) when a value of the dataclass ``cfg`` does not fit
+    its annotation (``epochs=2.7``, ``batch_size=True``); coerce ints to floats and lists to tuples in
+    place."""
+    hints = typing.get_type_hints(type(cfg))
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         ok, coerced = _type_ok(value, hints[f.name])
         if not ok:
-            raise TypeError(f"{f.name} must be {_type_name(hints[f.name])}, got {value!r} "
+            raise TypeError(f"{prefix}{f.name} must be {_type_name(hints[f.name])}, got {value!r} "
                             f"({type(value).__name__})")
         if coerced is not value:
             object.__setattr__(cfg, f.name, coerced)
@@ -346,6 +403,11 @@ def _check_device(name: str) -> None:
 def _check_fields(changes: dict) -> None:
     names = [f.name for f in fields(TrainConfig)]
     unknown = sorted(set(changes) - set(names))
+    moved = [f"{k} is now curriculum.{k[len(_FLAT_CURRICULUM):]}" for k in unknown
+             if k.startswith(_FLAT_CURRICULUM)]
+    if moved:
+        raise ValueError(f"unknown TrainConfig fields {unknown}: {'; '.join(moved)} (e.g. --set "
+                         f"curriculum.block_end=0.4, or curriculum={{'block_end': 0.4}})")
     if unknown:
         raise ValueError(f"unknown TrainConfig fields {unknown}; allowed: {sorted(names)}")
 
@@ -383,18 +445,18 @@ PRESETS: dict[str, TrainConfig] = {
                                    num_new_blocks=2, freeze=True, synthetic=600, val_synthetic=64, epochs=10,
                                    samples_per_epoch=32_768, batch_size=128, blr=1e-3, min_lr=1e-6,
                                    warmup_epochs=0.5, weight_decay=0.05, crop_scale=(0.35, 1.0),
-                                   curriculum_warmup_epochs=1, curriculum_block_start=0.1,
-                                   curriculum_block_end=0.5, curriculum_band_share=0.5,
-                                   curriculum_band_ratios=(0.25, 0.6), log_every=20, ckpt_every=150,
+                                   curriculum=Curriculum(warmup_epochs=1, block_start=0.1, block_end=0.5,
+                                                         band_share=0.5, band_ratios=(0.25, 0.6)),
+                                   log_every=20, ckpt_every=150,
                                    val_every=2, clip_grad=1.0),
     "gpu-vitb": TrainConfig(model="mae_vit_base_patch16", img_size=224, stage="finetune",
                             init="weights/mae_pretrain_vit_base.pth", num_new_blocks=2, freeze=True,
                             epochs=50, batch_size=64, blr=1e-3, min_lr=1e-6, warmup_epochs=5,
-                            layer_decay=0.75, clip_grad=1.0, amp="bf16", num_workers=8, val_images=128,
+                            layer_decay=0.75, clip_grad=1.0, amp="bf16", val_images=128,
                             log_every=20, ckpt_every=200, val_every=5, export_dtype="float16"),
     "gpu-vitl": TrainConfig(model="mae_vit_large_patch16", img_size=224, stage="finetune",
                             init="weights/mae_pretrain_vit_large.pth", num_new_blocks=2, freeze=True,
                             epochs=50, batch_size=32, accum_steps=2, blr=1e-3, min_lr=1e-6, warmup_epochs=5,
-                            layer_decay=0.75, clip_grad=1.0, amp="bf16", num_workers=8, val_images=128,
+                            layer_decay=0.75, clip_grad=1.0, amp="bf16", val_images=128,
                             log_every=20, ckpt_every=200, val_every=5, export_dtype="float16"),
 }

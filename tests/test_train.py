@@ -24,7 +24,7 @@ from maelib.train import (
     lr_factor,
     train,
 )
-from maelib.train_config import PRESETS, TrainConfig
+from maelib.train_config import PRESETS, Curriculum, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,8 @@ def test_presets_and_unknown_preset():
     assert {"ci", "facade-pretrain", "facade-finetune", "gpu-vitb", "gpu-vitl"} <= set(PRESETS)
     fp, ff = PRESETS["facade-pretrain"], PRESETS["facade-finetune"]
     assert fp.stage == "pretrain" and ff.stage == "finetune" and ff.freeze and ff.num_new_blocks == 2
-    assert ff.curriculum().spec(0).mode == "random" and ff.curriculum().spec(ff.epochs - 1).mode == "combined"
+    schedule = ff.curriculum_schedule()
+    assert schedule.spec(0).mode == "random" and schedule.spec(ff.epochs - 1).mode == "combined"
     vitb = PRESETS["gpu-vitb"]
     assert vitb.amp == "bf16" and vitb.img_size == 224 and vitb.init.endswith("mae_pretrain_vit_base.pth")
     with pytest.raises(ValueError, match="presets:.*facade-pretrain"):
@@ -380,7 +381,12 @@ def test_resume_with_a_changed_config_is_refused_with_the_diff(tmp_path):
     (dict(compile="yes"), ValueError, "compile must be"),
     (dict(sources=("synthetic:x",)), ValueError, "synthetic needs a count"),
     (dict(crop_scale=(0.0, 1.0)), ValueError, "crop_scale"),
-    (dict(curriculum_band_share=1.5), ValueError, "curriculum_band_share"),
+    (dict(curriculum={"band_share": 1.5}), ValueError, "curriculum.band_share must be in"),
+    (dict(curriculum={"band_ratios": (0.5, 0.2)}), ValueError, "curriculum.band_ratios"),
+    (dict(curriculum={"warmup_epochs": 1.5}), TypeError, "curriculum.warmup_epochs must be int"),
+    (dict(curriculum={"block_stop": 0.2}), ValueError, r"unknown curriculum fields \['block_stop'\]"),
+    (dict(curriculum_band_share=0.5), ValueError, "curriculum_band_share is now curriculum.band_share"),
+    (dict(num_workers=8), ValueError, r"unknown TrainConfig fields \['num_workers'\]"),
 ])
 def test_config_field_types_and_ranges(changes, exc, match):
     with pytest.raises(exc, match=match):
@@ -393,8 +399,8 @@ def test_a_mask_that_hides_every_patch_is_refused_before_training(tmp_path):
 
 
 def test_finetune_band_share_mixes_bottom_bands_into_the_curriculum():
-    cfg = tiny(stage="finetune", init="x.safetensors", epochs=6, curriculum_warmup_epochs=1,
-               curriculum_band_share=0.5, curriculum_band_ratios=(0.25, 0.5))
+    cfg = tiny(stage="finetune", init="x.safetensors", epochs=6,
+               curriculum={"warmup_epochs": 1, "band_share": 0.5, "band_ratios": (0.25, 0.5)})
     assert {cfg.mask_spec(0, m).mode for m in range(20)} == {"random"}  # warm-up: random only
     modes = [cfg.mask_spec(3, m) for m in range(200)]
     bands = [s for s in modes if s.mode == "block"]
@@ -564,3 +570,49 @@ def test_loss_term_fields_must_be_finite_and_not_negative(name):
     with pytest.raises(ValueError, match="gan_start_step must be a finite number >= 0, got -1"):
         tiny(gan_start_step=-1)
     assert tiny().use_perceptual_loss is False and tiny().use_gan_loss is False
+
+
+# --- the curriculum nested in the config, older configs read -------------------------------------------
+FLAT_CURRICULUM = {"curriculum_warmup_epochs": 1, "curriculum_total_ratio": 0.75,
+                   "curriculum_block_start": 0.1, "curriculum_block_end": 0.4, "curriculum_flipped": False,
+                   "curriculum_horizontal_random_offset": True, "curriculum_band_share": 0.5,
+                   "curriculum_band_ratios": [0.25, 0.6]}
+
+
+def test_the_curriculum_is_set_by_its_nested_keys():
+    cfg = tiny().with_overrides(["curriculum.block_end=0.4", "curriculum.band_ratios=[0.2, 0.3]", "epochs=3"])
+    assert cfg.curriculum == Curriculum(block_end=0.4, band_ratios=(0.2, 0.3)) and cfg.epochs == 3
+    assert cfg.to_dict()["curriculum"]["band_ratios"] == [0.2, 0.3]
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    again = cfg.replace(curriculum={"warmup_epochs": 0})
+    assert again.curriculum == Curriculum(warmup_epochs=0, block_end=0.4, band_ratios=(0.2, 0.3))
+    with pytest.raises(ValueError, match="curriculum_block_end is now curriculum.block_end"):
+        tiny().with_overrides(["curriculum_block_end=0.4"])
+    with pytest.raises(TypeError, match="curriculum must be maelib.train_config.Curriculum, got"):
+        TrainConfig(curriculum={"block_end": 0.4})
+
+
+def test_older_configs_with_flat_curriculum_keys_are_read():
+    old = {**{k: v for k, v in PRESETS["facade-finetune"].to_dict().items() if k != "curriculum"},
+           **FLAT_CURRICULUM, "num_workers": 0}
+    cfg = TrainConfig.from_dict(old)
+    assert cfg.curriculum == Curriculum(warmup_epochs=1, block_end=0.4, band_share=0.5)
+    bundled = json.loads((Path(mt.__file__).parent / "weights" / "facade_finetune.json").read_text())
+    run = TrainConfig.from_dict(bundled["metadata"]["train_config"])
+    assert run.curriculum == PRESETS["facade-finetune"].curriculum and run.stage == "finetune"
+
+
+def test_a_run_written_with_flat_curriculum_keys_resumes(tmp_path):
+    cfg = tiny(stage="finetune", init=str(tmp_path / "init.safetensors"), epochs=2,
+               curriculum={"warmup_epochs": 1, "block_end": 0.4, "band_share": 0.5})
+    mt.save_pretrained(mt.build_model(tiny()), tmp_path / "init")
+    full = train(cfg, tmp_path / "full", progress=False, export=False)
+    train(cfg.replace(max_steps=3), tmp_path / "part", progress=False, export=False)
+    path = tmp_path / "part" / "checkpoint.pt"
+    ckpt = torch.load(path, weights_only=True)
+    flat = {k: v for k, v in ckpt["config"].items() if k != "curriculum"}
+    ckpt["config"] = {**flat, **{f"curriculum_{k}": v for k, v in ckpt["config"]["curriculum"].items()},
+                      "num_workers": 0}
+    torch.save(ckpt, path)
+    resumed = train(cfg, tmp_path / "part", resume=True, progress=False, export=False)
+    assert resumed.step == full.step and state_hash(resumed.model) == state_hash(full.model)
