@@ -278,8 +278,9 @@ class MaskPainter:
         self.clear_button.on_click(lambda _: self.clear())
         self.apply_button.on_click(lambda _: self.apply())
         panels = [W.VBox([W.HTML(f"<b>{titles[k]}</b>"), im]) for k, im in self.images.items()]
+        row = W.HBox(panels, layout=W.Layout(flex_flow="row wrap"))
         self.box = W.VBox([W.HBox([self.upload, self.clear_button, self.apply_button]), self.tool, self.mode,
-                           self.label, self.message, W.HBox(panels), self.output])
+                           self.label, self.message, row, self.output])
         self.set_photo(photo, name)
 
     # -- state
@@ -289,8 +290,9 @@ class MaskPainter:
         self.display = display_pixels(photo.pixels, self.long_side)
         size = self.display.shape[:2]
         self.place = placement(size, self.model.config.img_size, self.model.patch_size, self.policy)
-        for im in self.images.values():
-            im.layout.width, im.layout.height = f"{size[1]}px", f"{size[0]}px"
+        for im in self.images.values():  # never squeezed: the painted panel's pixels are the photo's
+            im.layout.width = im.layout.min_width = f"{size[1]}px"
+            im.layout.height = im.layout.min_height = f"{size[0]}px"
         self.results, self.scores = {}, {}
         self.output.outputs = ()
         self.cells = np.zeros(self.place.grid, dtype=bool)
@@ -358,7 +360,9 @@ class MaskPainter:
 
     # -- events
     def _xy(self, event: dict) -> tuple[float, float]:
-        if "dataX" in event:
+        # relativeX/Y (CSS px inside the element), scaled to the display photo. Not ipyevents' dataX/Y: it
+        # reads the image's natural size, which is 0 while the painted panel reloads mid-stroke.
+        if "relativeX" not in event:
             return float(event["dataX"]), float(event["dataY"])
         h, w = self.display.shape[:2]
         bw, bh = float(event.get("boundingRectWidth") or w), float(event.get("boundingRectHeight") or h)

@@ -406,5 +406,25 @@ class NotebookPage:
         return data
 
 
+def png_pixels(data: bytes):
+    """A screenshot's PNG bytes as an `(H, W, 3)` uint8 array."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def region_change(before, after, box: tuple[int, int, int, int]) -> float:
+    """Mean absolute difference (0..255) of two screenshots inside ``box`` = (x0, y0, x1, y1) pixels."""
+    import numpy as np
+
+    x0, y0, x1, y1 = box
+    a, b = before[y0:y1, x0:x1].astype(np.int16), after[y0:y1, x0:x1].astype(np.int16)
+    assert a.shape == b.shape and a.size, f"screenshots differ in size or the box {box} is empty"
+    return float(np.abs(a - b).mean())
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["--find-chromium"]:  # used by `make browser-deps`
     print(find_chromium() or "")

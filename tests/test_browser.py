@@ -250,3 +250,100 @@ def test_block_masking_notebook(open_notebook):
 @pytest.mark.timeout(240)
 def test_random_masking_notebook(open_notebook):
     _exercise(open_notebook(_notebook("02_random_masking.ipynb")), "mask ratio", None, _visible_random)
+
+
+def _facade_png(path: Path, h: int = 360, w: int = 480) -> Path:
+    """A structured photo (floors, window columns, noise) unlike the test facade: the upload."""
+    import numpy as np
+    from PIL import Image
+
+    g = np.random.default_rng(7)
+    y, x = np.mgrid[0:h, 0:w]
+    wall = np.stack([150 + 0 * x, 110 + 0 * x, 80 + 0 * x], axis=-1)
+    windows = ((x // 30) % 2 == 1) & ((y // 45) % 2 == 1)
+    img = np.where(windows[..., None], np.array([40, 60, 90]), wall) + g.integers(-25, 26, (h, w, 3))
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+def _wait_redrawn(nb: bh.NotebookPage, panel: dict, srcs: dict) -> None:
+    for k, src in srcs.items():
+        nb.wait_for(lambda k=k: panel[k].get_attribute("src"), lambda s, src=src: s != src, 60,
+                    f"the {k} panel to be redrawn")
+
+
+@pytest.mark.timeout(420)
+def test_your_facade_notebook_paint_and_erase(open_notebook, tmp_path):
+    """Notebook 08: upload a photo, paint a stroke with the mouse, see the count and the fill panels change
+    under the stroke (and nowhere far from it); erase it and see both return."""
+    nb = open_notebook(_notebook("08_your_facade.ipynb"))
+    nb.run_all(timeout=300)
+    _check_clean(nb)
+    t0 = time.monotonic()
+    page = nb.page
+    cells = page.locator(".jp-NotebookPanel .jp-CodeCell")
+    cell = cells.filter(has=page.locator(".maelib-paint-input")).first
+    cell.wait_for(timeout=30_000)
+    panel = {k: cell.locator(f"img.maelib-paint-{k}").first for k in ("input", "mae", "nearest")}
+    count = cell.locator(".maelib-paint-count").first
+
+    def masked() -> int:
+        m = re.search(r"masked patches:\s*(\d+)\s*/\s*(\d+)", count.inner_text())
+        assert m and m.group(2) == "144", f"unexpected count label {count.inner_text()!r}"
+        return int(m.group(1))
+
+    assert masked() > 0, "the notebook starts with a painted block"
+    nb.screenshot(cell.locator(".jp-Cell-outputArea"), "painter_initial")
+
+    # upload: a new photo, nothing masked, the panels show it at its own size (480 x 360 <= 512)
+    srcs = {k: im.get_attribute("src") for k, im in panel.items()}
+    with page.expect_file_chooser() as chooser:       # the widget's <input type=file> is never in the DOM
+        cell.locator(".maelib-paint-upload").first.click()
+    chooser.value.set_files(str(_facade_png(tmp_path / "up.png")))
+    nb.wait_for(masked, lambda n: n == 0, 60, "the upload to reset the mask")
+    nb.wait_for(lambda: panel["input"].evaluate("e => [e.naturalWidth, e.naturalHeight]"),
+                lambda s: s == [480, 360], 60, "the uploaded photo in the painted panel")
+    assert all(panel[k].get_attribute("src") != srcs[k] for k in panel)
+    nb.wait_idle(60)
+    shots0 = {k: bh.png_pixels(nb.snap(panel[k])) for k in ("mae", "nearest")}
+
+    # a stroke with the mouse across the lower middle of the photo
+    def stroke() -> tuple[int, int, int, int]:
+        count.click()                       # make the cell active first: activating a cell may scroll it
+        nb.snap(panel["input"])             # scrolled into view, and its box has stopped moving
+        b = panel["input"].bounding_box()
+        assert abs(b["width"] - 480) < 2 and abs(b["height"] - 360) < 2, b
+        y, xa, xb = 0.62 * b["height"], 0.2 * b["width"], 0.7 * b["width"]
+        page.mouse.move(b["x"] + xa, b["y"] + y)
+        page.mouse.down()
+        page.mouse.move(b["x"] + xb, b["y"] + y, steps=15)
+        page.mouse.up()
+        assert panel["input"].bounding_box() == b, "the painted panel moved during the stroke"
+        return int(xa) + 4, int(y) - 6, int(xb) - 4, int(y) + 6     # under the stroke, in panel pixels
+
+    srcs = {k: panel[k].get_attribute("src") for k in ("mae", "nearest")}
+    under = stroke()
+    n = nb.wait_for(masked, lambda n: n >= 6, 60, "the stroke to mask patches")
+    _wait_redrawn(nb, panel, srcs)
+    nb.wait_idle(60)
+    nb.screenshot(cell.locator(".jp-Cell-outputArea"), "painter_stroke")
+    far = (20, 10, 460, 60)                                           # top rows: far from the stroke
+    for k in ("mae", "nearest"):
+        shot = bh.png_pixels(nb.snap(panel[k]))
+        assert bh.region_change(shots0[k], shot, under) > 8, f"{k} panel unchanged under the stroke"
+        assert bh.region_change(shots0[k], shot, far) < 0.5, f"{k} panel changed far from the stroke"
+
+    # erase the same stroke: the count and both fill panels return
+    cell.get_by_role("button", name="erase", exact=True).click()
+    nb.wait_idle(60)
+    srcs = {k: panel[k].get_attribute("src") for k in ("mae", "nearest")}
+    stroke()
+    nb.wait_for(masked, lambda m: m == 0, 60, f"erasing to unmask the {n} patches")
+    _wait_redrawn(nb, panel, srcs)
+    nb.wait_idle(60)
+    for k in ("mae", "nearest"):
+        shot = bh.png_pixels(nb.snap(panel[k]))
+        assert bh.region_change(shots0[k], shot, under) < 0.5, f"{k} panel did not return after erasing"
+    nb.screenshot(cell.locator(".jp-Cell-outputArea"), "painter_erased")
+    _check_clean(nb)
+    nb.timings["painter checks"] = time.monotonic() - t0

@@ -110,8 +110,9 @@ def test_widget_paints_erases_uploads_and_applies(model):
     assert w.label.value == "masked patches: 1 / 144" and w.display.shape == (512, 341, 3)
     before = {k: im.value for k, im in w.images.items()}
 
-    def ev(kind, x, y):
-        w.handle_event({"type": kind, "dataX": x, "dataY": y, "buttons": 1})
+    def ev(kind, x, y):                                 # as ipyevents sends them: the panel at 1:1
+        w.handle_event({"type": kind, "relativeX": x, "relativeY": y, "boundingRectWidth": 341,
+                        "boundingRectHeight": 512, "dataX": 0, "dataY": 0, "buttons": 1})
 
     ev("mousedown", 20, 200)
     ev("mousemove", 150, 205)
