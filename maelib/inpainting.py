@@ -78,12 +78,12 @@ def _check_pixels(h: int, w: int, name: str, max_pixels: int) -> None:
 def _convert(im: Image.Image, name: str) -> Photo:
     """Any PIL image -> 8-bit RGB with a notice for each conversion (EXIF turn, bit depth, mode)."""
     notices = []
+    rawmode = " ".join(str(t[3]) for t in getattr(im, "tile", []) or [] if len(t) > 3)  # before any load
     orientation = im.getexif().get(0x0112, 1)
     if orientation not in (1, None):
         im = ImageOps.exif_transpose(im)
         notices.append(f"{name}: turned upright by its EXIF orientation ({orientation}); the output and any "
                        "mask are in the upright orientation")
-    rawmode = " ".join(str(t[3]) for t in getattr(im, "tile", []) or [] if len(t) > 3)
     deep = im.mode.startswith("I") or im.mode == "F" or "16" in rawmode
     if deep:
         notices.append(f"{name}: {im.mode} with more than 8 bits per channel, reduced to 8-bit RGB "

@@ -105,6 +105,13 @@ def test_notices_for_converted_photos(model, tmp_path):
         assert res.result.shape == (64, 48, 3) and any(words in n for n in res.notices), name
         photo = ip.read_photo(tmp_path / name).pixels
         assert _outside_equal(res, photo)
+    # 16-bit RGB (Pillow opens it as 8-bit RGB): still said
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "rgb16.png"), (pixels[..., ::-1].astype(np.uint16) * 257))
+    with pytest.warns(ip.PhotoNotice, match="more than 8 bits"):
+        res = ip.inpaint(tmp_path / "rgb16.png", mask, model)
+    assert _outside_equal(res, pixels)
     # EXIF orientation 6 (turned 90 degrees): the upright photo is inpainted
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -112,6 +119,18 @@ def test_notices_for_converted_photos(model, tmp_path):
     with pytest.warns(ip.PhotoNotice, match="EXIF orientation"):
         res = ip.inpaint(tmp_path / "turned.jpg", ip.band_mask((48, 64), 0.3), model)
     assert res.result.shape == (48, 64, 3)
+
+
+def test_any_saved_model_path_works(model, tmp_path):
+    from maelib.checkpoints import save_pretrained
+
+    save_pretrained(model, tmp_path / "mine.safetensors")
+    pixels = synthetic_photo(64, 80)
+    mask = ip.band_mask((64, 80), 0.4)
+    a = ip.inpaint(pixels, mask, tmp_path / "mine.safetensors")
+    b = ip.inpaint(pixels, mask, "facade-finetune")
+    assert a.model_name.endswith("mine.safetensors") and b.model_name == "facade-finetune"
+    assert (a.result == b.result).all()
 
 
 def test_bad_input_is_named(model, tmp_path):
