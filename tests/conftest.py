@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,13 +35,19 @@ def cmp_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def torch_home(monkeypatch_session=None) -> Path:
-    """A TORCH_HOME holding the LPIPS backbones; skips when absent."""
+def torch_home() -> Iterator[Path]:
+    """A TORCH_HOME holding the LPIPS backbones, set for the session and restored after; skips when
+    absent."""
     d = _torch_home()
     if d is None:
         pytest.skip("LPIPS backbone weights not found (set TORCH_HOME)")
+    before = os.environ.get("TORCH_HOME")
     os.environ["TORCH_HOME"] = str(d)
-    return d
+    yield d
+    if before is None:
+        os.environ.pop("TORCH_HOME", None)
+    else:
+        os.environ["TORCH_HOME"] = before
 
 
 @pytest.fixture(scope="session")
