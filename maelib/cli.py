@@ -318,15 +318,39 @@ def _stops_a_run(err: BaseException) -> bool:
     return isinstance(err, tuple(k for k in kinds if isinstance(k, type)))
 
 
+def missing_dirs(path: Path | None) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first (what a command may create)."""
+    out: list[Path] = []
+    p = Path(path).expanduser().absolute() if path is not None else None
+    while p is not None and not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def remove_if_empty(created: list[Path]) -> None:
+    """Remove the folders of ``created`` (deepest first) that a failed command left empty; stop at the first
+    that holds anything."""
+    for d in created:
+        try:
+            d.rmdir()
+        except OSError:  # not empty, gone, or not ours to remove
+            if d.exists():
+                return
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns the exit status: 0 done; 2 bad input or an unusable file or folder (ValueError,
     TypeError, OSError such as FileExistsError or PermissionError; one line, no traceback); 1 when training
-    stops on a bad loss or a download fails; 130 on Ctrl-C."""
+    stops on a bad loss or a download fails; 130 on Ctrl-C. A failed command removes the ``--out`` folders it
+    created while they are empty."""
     args = parse_args(argv)
     if argv is None and args.command == "train" and not args.print_config:
         reexec_with_wait_policy()
+    created = missing_dirs(getattr(args, "out", None))
+    rc = 1
     try:
-        return {"train": cmd_train, "evaluate": cmd_evaluate, "download": cmd_download}[args.command](args)
+        rc = {"train": cmd_train, "evaluate": cmd_evaluate, "download": cmd_download}[args.command](args)
     except (ValueError, TypeError, OSError, RuntimeError) as err:
         if _stops_a_run(err):
             print(f"maelib {args.command}: {err}", file=sys.stderr)
@@ -336,10 +360,14 @@ def main(argv: list[str] | None = None) -> int:
         text = str(err) if not isinstance(err, OSError) or not err.filename else (
             f"{err.strerror or err}: {err.filename}")
         print(f"maelib {args.command}: error: {text}", file=sys.stderr)
-        return 2
+        rc = 2
     except KeyboardInterrupt:
         print(f"maelib {args.command}: interrupted", file=sys.stderr)
-        return 130
+        rc = 130
+    finally:
+        if rc != 0:
+            remove_if_empty(created)
+    return rc
 
 
 if __name__ == "__main__":

@@ -492,3 +492,41 @@ def test_other_runtime_errors_are_not_hidden(monkeypatch):
     monkeypatch.setattr(cli, "cmd_download", boom)
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["download", "--list"])
+
+
+def test_a_failed_command_removes_the_empty_out_folders_it_created(tmp_path, capsys):
+    out = tmp_path / "a" / "b"
+    rc, _, err = run_main(["evaluate", "no_such_method", "--out", str(out), "--lpips-net", "none"], capsys)
+    assert rc == 2 and "no_such_method" in err
+    assert not (tmp_path / "a").exists(), "the folders the failed command made are gone"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    rc, _, _ = run_main(["evaluate", "no_such_method", "--out", str(mine), "--lpips-net", "none"], capsys)
+    assert rc == 2 and mine.is_dir(), "a folder that existed before is never removed"
+
+
+@pytest.mark.parametrize("exc, rc", [(ValueError("bad"), 2), (KeyboardInterrupt(), 130)])
+def test_a_failed_command_keeps_an_out_folder_that_holds_something(tmp_path, capsys, monkeypatch, exc, rc):
+    import maelib.train as tr
+
+    def partial(cfg, out, **kwargs):
+        Path(out).mkdir(parents=True)
+        (Path(out) / "log.jsonl").write_text("{}\n")
+        raise exc
+
+    monkeypatch.setattr(tr, "train", partial)
+    got, _, _ = run_main(["train", "--out", str(tmp_path / "new" / "run"), *TINY], capsys)
+    assert got == rc and (tmp_path / "new" / "run" / "log.jsonl").is_file()
+
+    def empty(cfg, out, **kwargs):
+        Path(out).mkdir(parents=True)
+        raise exc
+
+    monkeypatch.setattr(tr, "train", empty)
+    got, _, _ = run_main(["train", "--out", str(tmp_path / "new2" / "run"), *TINY], capsys)
+    assert got == rc and not (tmp_path / "new2").exists()
+
+
+def test_missing_dirs_lists_what_a_command_may_create(tmp_path):
+    assert cli.missing_dirs(tmp_path / "x" / "y") == [tmp_path / "x" / "y", tmp_path / "x"]
+    assert cli.missing_dirs(tmp_path) == [] and cli.missing_dirs(None) == []
