@@ -18,7 +18,7 @@ import ipywidgets as W
 import torch
 from matplotlib.figure import Figure
 
-from .masking import CurriculumSchedule, block_bbox_shape, make_mask
+from .masking import CurriculumSchedule, MaskSpec, block_bbox_shape
 from .patches import grid_size
 from .viz import (
     draw_patch_grid,
@@ -100,7 +100,7 @@ def _describe(mode: str, grid: tuple[int, int], n_masked: int, o: dict) -> tuple
 
 
 def mask_state(image, patch_size: int, mask_mode: str, *, seed: int = 0, **options) -> MaskState:
-    """Mask one image with :func:`maelib.masking.make_mask`.
+    """Mask one image with the setting of ``mask_mode`` and ``options`` (:meth:`MaskSpec.draw`).
 
     Args:
         image: `(3, H, W)` in [0, 1].
@@ -119,7 +119,8 @@ def mask_state(image, patch_size: int, mask_mode: str, *, seed: int = 0, **optio
                ": lower one of them")
         return _state(x, torch.zeros(grid, dtype=torch.bool), patch_size, "not allowed: block + random >= 1",
                       error=err)
-    mask, _ = make_mask(mask_mode, 1, grid, generator=torch.Generator().manual_seed(int(seed)), **options)
+    spec = MaskSpec.from_options(mask_mode, **options)
+    mask, _ = spec.draw(1, grid, torch.Generator().manual_seed(int(seed)))
     mask = mask[0].reshape(grid)
     title, message = _describe(mask_mode, grid, int(mask.sum()), options)
     return _state(x, mask, patch_size, title, message)
