@@ -199,7 +199,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     res = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite,
                 allow_config_change=args.allow_config_change)
-    if res.exported is not None:
+    if res.exported is not None and res.loss is None:  # a resume of a finished run: no step was trained
+        print(f"maelib: the run in {args.out} is already complete at step {res.step}: nothing was trained. "
+              "To train further, start a new stage from its weights: maelib train --preset NAME "
+              f"--out NEW_RUN --init {res.exported}")
+    elif res.exported is not None:
         print(f"maelib: step {res.step}, loss {res.loss}, val loss {res.val_loss}; weights: {res.exported}")
     return 0
 

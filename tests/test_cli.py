@@ -530,3 +530,26 @@ def test_a_failed_command_keeps_an_out_folder_that_holds_something(tmp_path, cap
 def test_missing_dirs_lists_what_a_command_may_create(tmp_path):
     assert cli.missing_dirs(tmp_path / "x" / "y") == [tmp_path / "x" / "y", tmp_path / "x"]
     assert cli.missing_dirs(tmp_path) == [] and cli.missing_dirs(None) == []
+
+
+def test_resuming_a_finished_run_says_it_is_complete_and_how_to_go_on(tmp_path, capsys, monkeypatch):
+    import maelib.train as tr
+
+    weights = tmp_path / "model.safetensors"
+
+    def finished(cfg, out, **kwargs):
+        return tr.TrainResult(model=None, out_dir=out, step=6, epoch=2, loss=None, val_loss=None,
+                              exported=weights)
+
+    monkeypatch.setattr(tr, "train", finished)
+    rc, out, _ = run_main(["train", "--out", str(tmp_path), *TINY, "--resume"], capsys)
+    assert rc == 0 and "None" not in out
+    assert "already complete at step 6" in out and f"--init {weights}" in out and "new stage" in out
+
+    def trained(cfg, out, **kwargs):
+        return tr.TrainResult(model=None, out_dir=out, step=6, epoch=2, loss=0.5, val_loss=0.25,
+                              exported=weights)
+
+    monkeypatch.setattr(tr, "train", trained)
+    rc, out, _ = run_main(["train", "--out", str(tmp_path), *TINY, "--resume"], capsys)
+    assert rc == 0 and "step 6, loss 0.5, val loss 0.25" in out and "complete" not in out
