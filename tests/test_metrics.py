@@ -15,6 +15,7 @@ from maelib.metrics import (
     mean_ci,
     paste_visible,
     psnr,
+    sharpness,
     ssim,
     t_quantile_975,
 )
@@ -83,8 +84,9 @@ def test_compute_metrics_pastes_visible_pixels_before_scoring():
     pred = target.clone()
     pred[:, :, :16] = 1 - pred[:, :, :16]  # wrong only where visible
     out = compute_metrics(pred, target, m)
-    assert set(out) == {"masked_psnr", "psnr", "ssim", "lpips"}
+    assert set(out) == {"masked_psnr", "psnr", "ssim", "lpips", "sharpness"}
     assert all(v.shape == (2,) for v in out.values())
+    assert torch.allclose(out["sharpness"], torch.ones(2))
     assert torch.isinf(out["psnr"]).all() and torch.isinf(out["masked_psnr"]).all()
     assert torch.allclose(out["ssim"], torch.ones(2), atol=1e-5)
     assert torch.isnan(out["lpips"]).all()  # no LPIPS metric given
@@ -115,6 +117,73 @@ def test_mean_ci_uses_the_t_distribution():
         assert t_quantile_975(df) == pytest.approx(q, abs=2e-4)
     with pytest.raises(ValueError, match="df"):
         t_quantile_975(0)
+
+
+# the hand table maelib used before scipy: t(0.975, df) for df = 1..30, three decimals
+_T975_TABLE = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+               2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+               2.052, 2.048, 2.045, 2.042)
+
+
+def test_t_quantile_matches_the_printed_table_to_three_decimals():
+    assert [round(t_quantile_975(df), 3) for df in range(1, 31)] == list(_T975_TABLE)
+    with pytest.raises(ValueError, match="df"):
+        t_quantile_975(2.5)
+
+
+def _facade_like(n=2, size=48, seed=0):
+    """Images with strong edges: a lattice of dark windows on a wall, plus fine noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((n, 3, size, size), 0.8)
+    for i in range(2, size - 6, 8):
+        x[:, :, i:i + 5, 3:size:8] = 0.1
+        x[:, :, i:i + 5, 4:size:8] = 0.1
+    return (x + 0.05 * torch.rand(n, 3, size, size, generator=g)).clamp(0, 1)
+
+
+def _band(n=2, size=48, top=24):
+    m = torch.zeros(n, 1, size, size)
+    m[:, :, top:] = 1
+    return m
+
+
+def test_sharpness_one_for_the_photo_below_one_blurred_above_one_with_noise():
+    x, m = _facade_like(), _band()
+    assert torch.allclose(sharpness(x, x, m), torch.ones(2))
+    blurred = torch.nn.functional.avg_pool2d(x, 5, 1, 2, count_include_pad=False)
+    s_blur = sharpness(blurred, x, m)
+    assert (s_blur < 0.8).all()
+    noisy = (x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    assert (sharpness(noisy, x, m) > 1.2).all()
+    flat = torch.full_like(x, 0.5)
+    assert torch.allclose(sharpness(flat, x, m), torch.zeros(2))
+    assert sharpness(x, x, m[:, 0]).shape == (2,)
+
+
+def test_sharpness_excludes_the_seam_by_erosion():
+    x, m = _facade_like(), _band()
+    fill = x.clone()
+    fill[:, :, 24:] = 0.5  # a flat fill: its only edge is the seam at row 24
+    pasted = torch.where(m > 0.5, fill, x)
+    assert sharpness(pasted, x, m).abs().max() < 1e-9  # eroded by 2 px: the seam does not count
+    assert (sharpness(pasted, x, m, erode=0) > 0).all()  # without erosion it does
+    # the erosion is 2 px from the visible pixels, not from the image border
+    one = torch.zeros(1, 1, 48, 48)
+    one[:, :, 30:33] = 1  # a 3-row hole
+    assert math.isnan(sharpness(x[:1], x[:1], one).item())  # nothing left after eroding 2 px
+    assert torch.isfinite(sharpness(x[:1], x[:1], one, erode=1))
+
+
+def test_sharpness_bad_inputs():
+    x, m = _facade_like(), _band()
+    with pytest.raises(ValueError, match="erode"):
+        sharpness(x, x, m, erode=-1)
+    with pytest.raises(ValueError, match="erode"):
+        sharpness(x, x, m, erode=1.5)
+    with pytest.raises(ValueError, match="same shape"):
+        sharpness(x[:1], x, m)
+    with pytest.raises(ValueError, match="pixel_mask"):
+        sharpness(x, x, m[:, :, :10])
 
 
 def _load_png(path) -> torch.Tensor:
