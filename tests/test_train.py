@@ -491,3 +491,25 @@ def test_a_run_written_with_flat_curriculum_keys_resumes(tmp_path):
     torch.save(ckpt, path)
     resumed = train(cfg, tmp_path / "part", resume=True, progress=False, export=False)
     assert resumed.step == full.step and state_hash(resumed.model) == state_hash(full.model)
+
+
+def test_compile_is_tried_once_and_falls_back_to_eager(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    class Broken(torch.nn.Module):
+        def forward(self, *args, **kw):
+            calls.append(kw)
+            raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(mt.torch, "compile", lambda net, **_: Broken())
+    res = train(tiny(compile=True, max_steps=2), tmp_path / "run", progress=False, export=False)
+    out = capsys.readouterr().out
+    assert len(calls) == 1 and res.step == 2  # one trial step, then eager
+    assert out.count("torch.compile failed (RuntimeError: no compiler here); training continues in") == 1
+    assert "'compile': False" in out
+    eager = train(tiny(max_steps=2), tmp_path / "eager", progress=False, export=False)
+    assert state_hash(res.model) == state_hash(eager.model)
+    monkeypatch.setattr(mt.torch, "compile", lambda net, **_: net)  # compiles "fine": the trial step runs
+    tried = train(tiny(compile=True, max_steps=2), tmp_path / "tried", progress=False, export=False)
+    assert "'compile': True" in capsys.readouterr().out
+    assert state_hash(tried.model) == state_hash(eager.model)  # the trial step left no trace
