@@ -534,8 +534,9 @@ def save_snapshot(model: MaskedAutoencoderViT, cfg: TrainConfig, path: Path, ste
     return save_pretrained(model, path, metadata=meta, dtype=getattr(torch, cfg.export_dtype))
 
 
-def log_policy(run: Run) -> None:
-    """Print and log what the run computes with (dtype, compile, attention kernel, threads, data)."""
+def log_policy(run: Run, step: int) -> None:
+    """Print and log (at ``step``) what the run computes with (dtype, compile, attention kernel, threads,
+    data)."""
     policy = {"amp": str(run.amp).replace("torch.", "") if run.amp else "fp32", "compile": run.compiled,
               "attention": "fused" if fused_attention(run.cfg.attention, run.device) else "math",
               "threads": torch.get_num_threads(),
@@ -544,7 +545,7 @@ def log_policy(run: Run) -> None:
               "train_images": len(run.train_ds), "cache_seconds": round(run.train_ds.build_seconds, 2)}
     if run.main:
         print(f"maelib: training policy {policy}")
-        run.log.write({"step": 0, "policy": policy})
+        run.log.write({"step": step, "policy": policy})
 
 
 def log_step(run: Run, state: RunState, meter: Meter) -> None:
@@ -762,6 +763,6 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
     run.log = RunLog(out, run.main, cfg.tensorboard, state.step if resume else None)
     run.bar = tqdm(total=min(run.total, cfg.max_steps or run.total), initial=state.step,
                    disable=not (run.main and progress), desc=f"{cfg.stage} {cfg.model}")
-    log_policy(run)
+    log_policy(run, state.step)
     run_steps(run, state)
     return finish(run, state, export)
