@@ -29,13 +29,29 @@ from .inference import reconstruct
 from .masking import MaskSpec, make_mask
 from .metrics import METRICS, LPIPSMetric, compute_metrics, mean_ci
 from .model import MaskedAutoencoderViT
-from .patches import grid_size, patch_mask_to_pixel_mask, pixel_mask_to_patch_mask, to_2tuple
+from .patches import (
+    check_pixel_mask,
+    grid_size,
+    patch_mask_to_pixel_mask,
+    pixel_mask_to_patch_mask,
+    to_2tuple,
+)
 from .run_folder import check_writable_dir
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-LABELS = {"masked_psnr": "masked PSNR (dB) ↑", "psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓"}
+LABELS = {"masked_psnr": "masked PSNR (dB) ↑", "psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "lpips": "LPIPS ↓",
+          "sharpness": "sharpness (1 = photo)"}
+LPIPS_ROLE = {"alex": "alex", "vgg": "vgg, the training loss's network"}
+
+
+def metric_label(metric: str, lpips_net: str | None = None) -> str:
+    """The column / axis label of ``metric``; LPIPS names its network (alex for evaluation; vgg is marked as
+    the network the perceptual training loss uses)."""
+    if metric == "lpips" and lpips_net is not None:
+        return f"LPIPS ({LPIPS_ROLE.get(lpips_net, lpips_net)}) ↓"
+    return LABELS[metric]
 
 
 def _jsonable(x):
@@ -68,26 +84,32 @@ class EvalResult:
     def available_metrics(self) -> list[str]:
         """Metrics with at least one non-NaN value."""
         vals = [d for by in self.values.values() for d in by.values()]
-        return [k for k in METRICS if any(not math.isnan(x) for d in vals for x in d[k])]
+        return [k for k in METRICS if any(not math.isnan(x) for d in vals for x in d.get(k, ()))]
 
     def to_markdown(self) -> str:
         """A table: one row per method × mask, ``mean ± CI half-width`` per metric, n images."""
         summ, c = self.summary(), self.config
-        head = ["method", "mask", *[LABELS[k] for k in METRICS], "n"]
+        net = c.get("lpips_net")
+        head = ["method", "mask", *[metric_label(k, net) for k in METRICS], "n"]
         split = f" ({c['split']} split)" if c.get("split") else ""
         size = "x".join(map(str, c.get("size", ())))
         lines = [f"# Evaluation: {c.get('num_images')} {c.get('source')} images{split}, {size} px, "
                  f"patch {c.get('patch_size')}, seed {c.get('seed')}", "",
-                 "Mean ± 95% confidence half-width (Student t over n images).", "",
+                 "Mean ± 95% confidence half-width (Student t over n images). Sharpness: Sobel edge strength "
+                 "of the fill over the photo's in the hole eroded by 2 px (1 = as sharp as the photo; noise "
+                 "raises it).", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         avail = self.available_metrics()
         for m in self.methods:
             for s in self.mask_specs:
                 cells = [m, s]
                 for k in METRICS:
-                    st, d = summ[m][s][k], 2 if "psnr" in k else 4
+                    if k not in avail:
+                        cells.append("n/a")
+                        continue
+                    st, d = summ[m][s][k], 2 if "psnr" in k else 3 if k == "sharpness" else 4
                     half = "" if math.isnan(st["half_width"]) else f" ± {st['half_width']:.{d}f}"
-                    cells.append(f"{st['mean']:.{d}f}{half}" if k in avail else "n/a")
+                    cells.append(f"{st['mean']:.{d}f}{half}")
                 lines.append("| " + " | ".join([*cells, str(len(self.values[m][s]["psnr"]))]) + " |")
         if self.notes:
             lines += ["", "Notes:", *[f"- {n}" for n in self.notes]]
@@ -117,7 +139,7 @@ class EvalResult:
                 errs = [0.0 if math.isnan(st["half_width"]) else st["half_width"] for st in stats]
                 xs = [j + (i - (len(self.methods) - 1) / 2) * width for j in range(len(stats))]
                 bars = ax.bar(xs, means, width, yerr=errs, capsize=3, label=m)
-                ax.bar_label(bars, fmt="%.3f" if k in ("ssim", "lpips") else "%.1f", fontsize=6,
+                ax.bar_label(bars, fmt="%.3f" if k in ("ssim", "lpips", "sharpness") else "%.1f", fontsize=6,
                              padding=2)
                 lows += [a - e for a, e in zip(means, errs) if math.isfinite(a)]
                 highs += [a + e for a, e in zip(means, errs) if math.isfinite(a)]
@@ -128,29 +150,106 @@ class EvalResult:
                     low, high = max(low, 0.0), min(high, 1.0)
                 ax.set_ylim(low, high)
             ax.set_xticks(range(len(self.mask_specs)), self.mask_specs, rotation=20, fontsize=8)
-            ax.set_title(LABELS[k] + ("" if not lows else " (axis not from 0)"), fontsize=9)
+            ax.set_title(metric_label(k, self.config.get("lpips_net"))
+                         + ("" if not lows else " (axis not from 0)"), fontsize=9)
         axes[0].legend(fontsize=8)
         return fig
 
     def save(self, out_dir: str | os.PathLike) -> dict[str, Path]:
-        """Write ``results.json``, ``results.md`` and ``results.png`` atomically. Returns their paths."""
+        """Write ``results.json``, ``results.md``, ``results.png`` and, when LPIPS was computed,
+        ``tradeoff.png`` (:func:`plot_perception_distortion`) atomically. Returns their paths."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"json": out / "results.json", "md": out / "results.md", "png": out / "results.png"}
+        figs = {"png": self.plot()}
+        if "lpips" in self.available_metrics():
+            paths["tradeoff"] = out / "tradeoff.png"
+            figs["tradeoff"] = plot_perception_distortion(self)
         atomic_write_text(paths["json"], self.to_json())
         atomic_write_text(paths["md"], self.to_markdown())
-        fig = self.plot()
-        atomic_write(paths["png"], lambda f: fig.savefig(f, format="png", dpi=100))
+        for key, fig in figs.items():
+            atomic_write(paths[key], lambda f, fig=fig: fig.savefig(f, format="png", dpi=100))
         self.paths = paths
         return paths
+
+
+def perception_distortion(result: EvalResult) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """The points of the perception–distortion plot: ``[mask][method] -> {"lpips", "masked_psnr"}`` each
+    a :func:`mean_ci` summary (mean, half_width, ...)."""
+    summ = result.summary()
+    return {s: {m: {k: summ[m][s][k] for k in ("lpips", "masked_psnr")} for m in result.methods}
+            for s in result.mask_specs}
+
+
+def plot_perception_distortion(result: EvalResult) -> Figure:
+    """Perception–distortion trade-off (Blau & Michaeli, 2018): one panel per mask, each method a point at
+    (LPIPS, masked PSNR) with 95% CI bars; better is up (PSNR) and left (LPIPS).
+
+    Args: result: an :class:`EvalResult` with LPIPS computed. Returns: a matplotlib Figure.
+    Raises: ValueError when the result has no LPIPS values.
+    """
+    from .viz import new_figure
+
+    if "lpips" not in result.available_metrics():
+        raise ValueError("result has no LPIPS values (evaluate with lpips_net='alex')")
+    points = perception_distortion(result)
+    net = result.config.get("lpips_net")
+    fig = new_figure(3.8 * len(result.mask_specs), 3.4)
+    axes = fig.subplots(1, len(result.mask_specs), squeeze=False)[0]
+    for ax, s in zip(axes, result.mask_specs):
+        for m, pt in points[s].items():
+            x, y = pt["lpips"], pt["masked_psnr"]
+            if not (math.isfinite(x["mean"]) and math.isfinite(y["mean"])):
+                continue
+            err = [0.0 if math.isnan(v["half_width"]) else v["half_width"] for v in (x, y)]
+            ax.errorbar(x["mean"], y["mean"], xerr=err[0], yerr=err[1], fmt="o", capsize=3, label=m)
+            ax.annotate(m, (x["mean"], y["mean"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel(metric_label("lpips", net), fontsize=8)
+        ax.set_ylabel(LABELS["masked_psnr"], fontsize=8)
+        ax.set_title(s, fontsize=9)
+    axes[0].legend(fontsize=7)
+    return fig
 
 
 # --- the evaluation --------------------------------------------------------------------------------------
 DEFAULT_MASK_SPECS = ("random:0.75", "block:0.5", "block_bbox:0.3", "combined:0.3+0.45")
 
 
+NOISE_SUFFIX = "+noise"
+
+
+class NoisyFill:
+    """A control for sharpness: a model's fill plus Gaussian noise of ``sigma`` in the hole (clamped to
+    [0, 1]). Noise raises the sharpness score without restoring anything, so a method's sharpness is read
+    against it. As a method name: ``"<model>+noise"`` (e.g. ``facade-finetune+noise``, sigma 0.05).
+
+    The noise of a call is drawn from a generator seeded with ``seed`` and the call's pixel mask, so it does
+    not depend on the order in which methods or batches are scored.
+
+    Args: model: the MAE; sigma: noise standard deviation (> 0); seed: the noise seed.
+    Call: images `(N, 3, H, W)` in [0, 1], pixel_mask `(N, 1, H, W)` (1 = masked, whole patches).
+    Returns: `(N, 3, H, W)` in [0, 1].
+    """
+
+    def __init__(self, model: MaskedAutoencoderViT, sigma: float = 0.05, seed: int = 0) -> None:
+        if not isinstance(model, MaskedAutoencoderViT):
+            raise TypeError(f"model must be a MaskedAutoencoderViT, got {type(model).__name__}")
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) \
+                or sigma <= 0:
+            raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+        self.model, self.sigma, self.seed = model, float(sigma), int(seed)
+
+    def __call__(self, images: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
+        pix = check_pixel_mask(pixel_mask, images)
+        mask = pixel_mask_to_patch_mask(pix.float(), self.model.patch_size, threshold=0.0)
+        fill = reconstruct(self.model, images, mask=mask).reconstruction
+        key = zlib.crc32(pix.to(torch.uint8).cpu().numpy().tobytes(), self.seed)
+        noise = torch.randn(fill.shape, generator=torch.Generator().manual_seed(key)).to(fill.device)
+        return (fill + self.sigma * noise * pix.to(fill.device)).clamp(0.0, 1.0)
+
+
 def _resolve(method, index: int, device: torch.device) -> tuple[str, Callable | nn.Module]:
-    """A method -> (name, baseline callable or model)."""
+    """A method -> (name, baseline callable or model); ``"<model>+noise"`` -> (name, :class:`NoisyFill`)."""
     if isinstance(method, nn.Module):
         if not isinstance(method, MaskedAutoencoderViT):
             raise TypeError(f"method must be a MaskedAutoencoderViT, got {type(method).__name__}")
@@ -160,6 +259,14 @@ def _resolve(method, index: int, device: torch.device) -> tuple[str, Callable | 
     if not isinstance(method, (str, os.PathLike)):
         raise TypeError(f"method must be a name, path, nn.Module or callable, got {type(method).__name__}")
     text = os.fspath(method)
+    if text.endswith(NOISE_SUFFIX) and text not in BASELINES:
+        _, model = _resolve(text.removesuffix(NOISE_SUFFIX), index, device)
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"method {text!r}: {NOISE_SUFFIX!r} follows a model (bundled name or "
+                             ".safetensors path), not a baseline")
+        fill = NoisyFill(model)
+        fill.__name__ = text
+        return text, fill
     if text in BASELINES:
         return text, BASELINES[text]
     bundled = list_pretrained(all=True)
@@ -309,7 +416,8 @@ def run_evaluation(method, data=None, split: str = "test", mask_specs=DEFAULT_MA
     """Score methods on the same images and masks.
 
     Args:
-        method: a baseline name (``BASELINES``), a bundled model name, a ``.safetensors`` path, a
+        method: a baseline name (``BASELINES``), a bundled model name, a ``.safetensors`` path, either of
+            these two followed by ``+noise`` (the sharpness control :class:`NoisyFill`), a
             ``MaskedAutoencoderViT``, a callable ``fn(images, pixel_mask)``, or a list / {name: method} dict.
         data: None or a folder (``maelib.data.load_facades``), a Dataset of [0, 1] images, or `(N, 3, H, W)`.
         mask_specs: ``MaskSpec`` texts; given_masks: {name: `(N, L)` patch or `(N, 1, H, W)` pixel masks}

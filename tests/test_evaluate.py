@@ -10,12 +10,22 @@ import torch
 import maelib.evaluate as evaluate
 from maelib.baselines import BASELINES
 from maelib.checkpoints import save_pretrained
-from maelib.evaluate import DEFAULT_MASK_SPECS, EvalResult, draw_mask, run_evaluation
+from maelib.evaluate import (
+    DEFAULT_MASK_SPECS,
+    LABELS,
+    EvalResult,
+    NoisyFill,
+    draw_mask,
+    metric_label,
+    perception_distortion,
+    plot_perception_distortion,
+    run_evaluation,
+)
 from maelib.inference import reconstruct
 from maelib.masking import MaskSpec
 from maelib.metrics import LPIPSUnavailableWarning, mean_ci
 from maelib.model import MaskedAutoencoderViT
-from maelib.patches import patch_mask_to_pixel_mask
+from maelib.patches import patch_mask_to_pixel_mask, pixel_mask_to_patch_mask
 
 
 def _images(n=6, size=32, seed=0):
@@ -298,3 +308,63 @@ def test_plot_keeps_bounded_metrics_in_range():
         if ax.get_title().startswith(("SSIM", "LPIPS")):
             low, high = ax.get_ylim()
             assert 0.0 <= low and high <= 1.0, (ax.get_title(), low, high)
+
+
+def test_sharpness_is_a_column_and_lpips_names_its_network(torch_home):
+    res = run_evaluation(["mean", "nearest"], data=_images(4, size=48), mask_specs="block:0.5", patch_size=8)
+    md = res.to_markdown()
+    assert "sharpness (1 = photo)" in md and "LPIPS (alex) ↓" in md
+    assert res.summary()["mean"]["block:0.5"]["sharpness"]["mean"] < 0.05  # a flat fill has no edges
+    assert res.summary()["nearest"]["block:0.5"]["sharpness"]["mean"] > 0.3
+    vgg = run_evaluation("mean", data=_images(2, size=48), mask_specs="block:0.5", patch_size=8,
+                         lpips_net="vgg")
+    assert "LPIPS (vgg, the training loss's network) ↓" in vgg.to_markdown()
+    assert metric_label("lpips", "alex") == "LPIPS (alex) ↓"
+    assert metric_label("sharpness") == LABELS["sharpness"]
+
+
+def test_perception_distortion_plot_has_a_point_per_method_and_mask(torch_home, tmp_path):
+    res = run_evaluation(["mean", "nearest"], data=_images(4, size=48),
+                         mask_specs=("block:0.5", "random:0.5"), patch_size=8, out_dir=tmp_path / "out")
+    points = perception_distortion(res)
+    summ = res.summary()
+    assert set(points) == {"block:0.5", "random:0.5"} and set(points["block:0.5"]) == {"mean", "nearest"}
+    assert points["random:0.5"]["nearest"]["lpips"]["mean"] == summ["nearest"]["random:0.5"]["lpips"]["mean"]
+    fig = plot_perception_distortion(res)
+    axes = fig.get_axes()
+    assert [a.get_title() for a in axes] == ["block:0.5", "random:0.5"]
+    assert axes[0].get_xlabel() == "LPIPS (alex) ↓"
+    xs = sorted(float(line.get_xdata()[0]) for line in axes[0].lines if line.get_marker() == "o")
+    want = sorted(summ[m]["block:0.5"]["lpips"]["mean"] for m in ("mean", "nearest"))
+    assert xs == pytest.approx(want)
+    assert (tmp_path / "out" / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+    no_lpips = run_evaluation("mean", data=_images(2), mask_specs="block:0.5", patch_size=8, lpips_net=None)
+    with pytest.raises(ValueError, match="LPIPS"):
+        plot_perception_distortion(no_lpips)
+
+
+def test_noise_control_adds_seeded_noise_in_the_hole_only(tmp_path):
+    model = _tiny()
+    save_pretrained(model, tmp_path / "tiny")
+    images = _images(4)
+    path = str(tmp_path / "tiny.safetensors")
+    res = run_evaluation([path, path + "+noise"], data=images, mask_specs="block:0.5", lpips_net=None)
+    plain, noisy = res.methods
+    assert plain == "tiny" and noisy == str(tmp_path / "tiny.safetensors") + "+noise"
+    s = res.summary()
+    assert s[noisy]["block:0.5"]["sharpness"]["mean"] > s[plain]["block:0.5"]["sharpness"]["mean"]
+    fill = NoisyFill(model, sigma=0.05, seed=0)
+    pix = torch.zeros(4, 1, 32, 32)
+    pix[:, :, 16:] = 1
+    out = fill(images, pix)
+    base = reconstruct(model, images, mask=pixel_mask_to_patch_mask(pix, 8, 0.0)).reconstruction
+    diff = out - base
+    assert torch.equal(diff[:, :, :16], torch.zeros_like(diff[:, :, :16]))
+    inner = diff[:, :, 16:][(base[:, :, 16:] > 0.2) & (base[:, :, 16:] < 0.8)]
+    assert inner.std().item() == pytest.approx(0.05, rel=0.1)
+    assert torch.equal(fill(images, pix), out)  # seeded: the same mask gives the same noise
+    assert not torch.equal(NoisyFill(model, seed=1)(images, pix), out)
+    with pytest.raises(ValueError, match="sigma"):
+        NoisyFill(model, sigma=0.0)
+    with pytest.raises(ValueError, match="follows a model"):
+        run_evaluation("mean+noise", data=images, mask_specs="block:0.5", patch_size=8, lpips_net=None)
