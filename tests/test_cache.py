@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from maelib.data.cache import DataSource, PhotoCache, crop_boxes, fit_short_side
+from maelib.data.cache import DataSource, PhotoCache, fit_short_side
+from maelib.data.transforms import crop_boxes
 
 
 def _photos(folder, n=4, size=(60, 90), seed=0):

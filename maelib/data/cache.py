@@ -11,7 +11,6 @@ times, so a later run loads it in a second and a changed folder is decoded afres
 from __future__ import annotations
 
 import json
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import torch
 from PIL import Image
 
 from maelib._io import atomic_path, sha256_bytes
+from maelib.data.transforms import crop_boxes
 from maelib.patches import to_2tuple
 
 LAYOUTS = ("auto", "cmp", "pix2pix", "folder", "npy", "synthetic")
@@ -263,42 +263,6 @@ class PhotoCache:
         if flips.any():
             out[flips] = out[flips].flip(-1)
         return out.float().div_(255.0)
-
-
-def crop_boxes(sizes: torch.Tensor, out_size: tuple[int, int], generator: torch.Generator | None,
-               scale: tuple[float, float], ratio: tuple[float, float], hflip: bool, train: bool = True,
-               tries: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crop boxes for photos of ``sizes`` `(B, 2)` (h, w), torchvision's RandomResizedCrop rule, vectorised:
-    ``tries`` draws each, the first that fits, else the largest centred box of the output's aspect.
-
-    Returns: boxes `(B, 4)` int (top, left, height, width) and flips `(B,)` bool.
-    """
-    h, w = sizes[:, 0].double(), sizes[:, 1].double()
-    n = len(sizes)
-    aspect = out_size[1] / out_size[0]
-    bw_c, bh_c = torch.minimum(w, h * aspect), torch.minimum(h, w / aspect)  # centred fallback
-    if train:
-        u = torch.rand(n, tries, 5, generator=generator, dtype=torch.float64)
-        area = h[:, None] * w[:, None] * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
-        logr = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[..., 1]
-        a = aspect * torch.exp(logr)
-        bw, bh = torch.sqrt(area * a).round(), torch.sqrt(area / a).round()
-        ok = (bw >= 1) & (bh >= 1) & (bw <= w[:, None]) & (bh <= h[:, None])
-        first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1))
-        rows = torch.arange(n)
-        pick = first.clamp(min=0)
-        use = first >= 0
-        bw = torch.where(use, bw[rows, pick], bw_c.round())
-        bh = torch.where(use, bh[rows, pick], bh_c.round())
-        y0 = torch.where(use, ((h - bh + 1) * u[rows, pick, 2]).floor(), ((h - bh) / 2).round())
-        x0 = torch.where(use, ((w - bw + 1) * u[rows, pick, 3]).floor(), ((w - bw) / 2).round())
-        flips = (u[:, 0, 4] < 0.5) if hflip else torch.zeros(n, dtype=torch.bool)
-    else:
-        bw, bh = bw_c.round(), bh_c.round()
-        y0, x0 = ((h - bh) / 2).round(), ((w - bw) / 2).round()
-        flips = torch.zeros(n, dtype=torch.bool)
-    boxes = torch.stack([y0, x0, bh.clamp(min=1), bw.clamp(min=1)], 1).long()
-    return boxes, flips
 
 
 def _cache_key(opened: list, short_side: int, max_aspect: float, seed: int) -> str:

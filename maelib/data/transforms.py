@@ -71,6 +71,42 @@ def read_label(path: str | Path, num_classes: int = 12) -> np.ndarray:
     return lab.astype(np.uint8)
 
 
+def crop_boxes(sizes: torch.Tensor, out_size: tuple[int, int], generator: torch.Generator | None,
+               scale: tuple[float, float], ratio: tuple[float, float], hflip: bool, train: bool = True,
+               tries: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop boxes for photos of ``sizes`` `(B, 2)` (h, w), torchvision's RandomResizedCrop rule, vectorised:
+    ``tries`` draws each, the first that fits, else the largest centred box of the output's aspect.
+
+    Returns: boxes `(B, 4)` int (top, left, height, width) and flips `(B,)` bool.
+    """
+    h, w = sizes[:, 0].double(), sizes[:, 1].double()
+    n = len(sizes)
+    aspect = out_size[1] / out_size[0]
+    bw_c, bh_c = torch.minimum(w, h * aspect), torch.minimum(h, w / aspect)  # centred fallback
+    if train:
+        u = torch.rand(n, tries, 5, generator=generator, dtype=torch.float64)
+        area = h[:, None] * w[:, None] * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
+        logr = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[..., 1]
+        a = aspect * torch.exp(logr)
+        bw, bh = torch.sqrt(area * a).round(), torch.sqrt(area / a).round()
+        ok = (bw >= 1) & (bh >= 1) & (bw <= w[:, None]) & (bh <= h[:, None])
+        first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1))
+        rows = torch.arange(n)
+        pick = first.clamp(min=0)
+        use = first >= 0
+        bw = torch.where(use, bw[rows, pick], bw_c.round())
+        bh = torch.where(use, bh[rows, pick], bh_c.round())
+        y0 = torch.where(use, ((h - bh + 1) * u[rows, pick, 2]).floor(), ((h - bh) / 2).round())
+        x0 = torch.where(use, ((w - bw + 1) * u[rows, pick, 3]).floor(), ((w - bw) / 2).round())
+        flips = (u[:, 0, 4] < 0.5) if hflip else torch.zeros(n, dtype=torch.bool)
+    else:
+        bw, bh = bw_c.round(), bh_c.round()
+        y0, x0 = ((h - bh) / 2).round(), ((w - bw) / 2).round()
+        flips = torch.zeros(n, dtype=torch.bool)
+    boxes = torch.stack([y0, x0, bh.clamp(min=1), bw.clamp(min=1)], 1).long()
+    return boxes, flips
+
+
 @dataclass(frozen=True)
 class FacadeTransform:
     """Geometry + tensor conversion for one image (and optionally its label map).
@@ -105,22 +141,22 @@ class FacadeTransform:
         if not 0.0 < self.ratio[0] <= self.ratio[1]:
             raise ValueError(f"ratio must satisfy 0 < min <= max, got {self.ratio}")
 
-    def _box(self, h: int, w: int, rng: np.random.Generator | None) -> Box:
+    def _box(self, h: int, w: int, rng: np.random.Generator | None) -> tuple[Box, bool]:
+        """The source box (left, top, right, bottom) and the flip: random (:func:`crop_boxes`, the one
+        random-resized-crop rule, drawn from a generator seeded by ``rng``) when ``train``, else the centred
+        box of the output's aspect ("crop") or the whole image ("pad")."""
         th, tw = self.size
         aspect = tw / th if self.mode == "crop" else w / h
         if self.train:
-            lr = (math.log(self.ratio[0]), math.log(self.ratio[1]))
-            for _ in range(10):
-                area = h * w * rng.uniform(*self.scale)
-                a = aspect * math.exp(rng.uniform(*lr))
-                bw, bh = math.sqrt(area * a), math.sqrt(area / a)
-                if 1 <= bw <= w and 1 <= bh <= h:
-                    x0, y0 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
-                    return (x0, y0, x0 + bw, y0 + bh)
+            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            out = (th, tw) if self.mode == "crop" else (h, w)
+            boxes, flips = crop_boxes(torch.tensor([[h, w]]), out, gen, self.scale, self.ratio, self.hflip)
+            y0, x0, bh, bw = boxes[0].tolist()
+            return (float(x0), float(y0), float(x0 + bw), float(y0 + bh)), bool(flips[0])
         if self.mode == "pad":
-            return (0.0, 0.0, float(w), float(h))
+            return (0.0, 0.0, float(w), float(h)), False
         bw, bh = min(w, h * aspect), min(h, w / aspect)
-        return ((w - bw) / 2, (h - bh) / 2, (w + bw) / 2, (h + bh) / 2)
+        return ((w - bw) / 2, (h - bh) / 2, (w + bw) / 2, (h + bh) / 2), False
 
     def apply_numpy(self, img: np.ndarray, label: np.ndarray | None = None,
                     rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -132,8 +168,9 @@ class FacadeTransform:
             raise ValueError(f"label map size {label.shape} differs from image size {(h, w)}")
         if self.train and rng is None:
             raise ValueError("rng must be given when train=True (randomness is explicit)")
+        flip = bool(self.train and self.hflip and self.size is None and rng.random() < 0.5)
         if self.size is not None:
-            box = self._box(h, w, rng)
+            box, flip = self._box(h, w, rng)
             th, tw = self.size
             bw, bh = box[2] - box[0], box[3] - box[1]
             if self.mode == "pad":
@@ -153,7 +190,7 @@ class FacadeTransform:
                     lab = np.zeros((th, tw), label.dtype)
                     lab[top:top + oh, left:left + ow] = label
                     label = lab
-        if self.train and self.hflip and rng.random() < 0.5:
+        if flip:
             img = img[:, ::-1]
             label = None if label is None else label[:, ::-1]
         return np.ascontiguousarray(img), None if label is None else np.ascontiguousarray(label)
