@@ -37,7 +37,7 @@ from maelib.data import load_facades
 from maelib.evaluate import run_evaluation
 from maelib.metrics import mean_ci
 from maelib.model import MaskedAutoencoderViT, create_model
-from maelib.train import train
+from maelib.train import build_model, train
 from maelib.train_config import TrainConfig
 
 RATIOS = (0.25, 0.5, 0.75, 0.9)
@@ -123,6 +123,15 @@ def score(model: MaskedAutoencoderViT, ratio: float, sets: dict, eval_seed: int 
     return {"psnr_own": psnr[ratio], "psnr_75": psnr[0.75], "probe": linear_probe(model, sets)}
 
 
+def random_init_probe(seed: int, sets: dict) -> float:
+    """The linear probe of the same network before pre-training: the initial weights of seed ``seed``'s runs
+    (``train`` seeds torch with the config's seed, then builds the model). Returns the balanced accuracy."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(recipe(0.75, seed)).eval()
+    return linear_probe(model, sets)
+
+
 METRICS = {"psnr_own": "masked PSNR at its own ratio (dB)", "psnr_75": "masked PSNR at 75 % (dB)",
            "probe": "linear probe, balanced accuracy"}
 
@@ -171,6 +180,12 @@ def markdown(result: dict) -> str:
             vals = ", ".join(f"{v:.{d}f}" for v in m["values"])
             cells.append(f"{m['mean']:.{d}f}{ci} (seeds: {vals})" if m["n"] else "—")
         lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    ri = result.get("random_init", [])
+    if ri:
+        m = result["random_init_probe"]
+        ci = f" ± {m['half_width']:.3f}" if m["n"] > 1 else ""
+        lines.append(f"| random init (no pre-training) | | | {m['mean']:.3f}{ci} (seeds: "
+                     + ", ".join(f"{b['probe']:.3f}" for b in ri) + ") |")
     lines.append("")
     for k, v in result["verdict"].items():
         sep = "its interval is clear of every other ratio's" if v["separated"] else \
@@ -206,6 +221,9 @@ def main(argv: list[str] | None = None) -> dict:
     sets = eval_sets(cfg0.img_size, patch, args.eval_images)
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
 
+    baseline = [b for b in old.get("random_init", [])
+                if old.get("budget") == budget and b["seed"] in args.seeds]
+
     def write() -> dict:
         summary = summarise(runs, args.ratios)
         result = {"command": command, "budget": budget,
@@ -213,7 +231,9 @@ def main(argv: list[str] | None = None) -> dict:
                   "data": sets["source"], "machine": machine,
                   "ratios": args.ratios, "seeds": args.seeds, "runs": runs, "models_done": len(runs),
                   "wall_seconds": round(sum(r["seconds"] for r in runs), 1), "summary": summary,
-                  "verdict": {k: verdict(summary, k) for k in METRICS}}
+                  "verdict": {k: verdict(summary, k) for k in METRICS},
+                  "random_init": baseline,
+                  "random_init_probe": mean_ci([b["probe"] for b in baseline])}
         atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
         atomic_write_text(args.out.with_suffix(".md"), markdown(result))
         return result
@@ -230,6 +250,9 @@ def main(argv: list[str] | None = None) -> dict:
             runs.append(row)
             print(json.dumps(row), flush=True)
             write()
+    for seed in args.seeds:
+        if not any(b["seed"] == seed for b in baseline):
+            baseline.append({"seed": seed, "probe": random_init_probe(seed, sets)})
     result = write()
     print(markdown(result))
     return result

@@ -64,6 +64,9 @@ def test_committed_results_are_consistent():
     seeds = {r: sorted(x["seed"] for x in runs if x["ratio"] == r) for r in res["ratios"]}
     assert all(len(s) >= 2 for s in seeds.values()) and len({tuple(s) for s in seeds.values()}) == 1, seeds
     assert res["budget"]["images"] == res["recipe"]["samples_per_epoch"]
+    base = res["random_init"]
+    assert sorted(b["seed"] for b in base) == next(iter(seeds.values()))
+    assert res["random_init_probe"]["mean"] == pytest.approx(mean_ci([b["probe"] for b in base])["mean"])
     for r in res["ratios"]:
         for m in mr.METRICS:
             want = mean_ci([x[m] for x in runs if x["ratio"] == r])
