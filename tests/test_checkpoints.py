@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from bad_inputs import assert_clear_error, nan_model, parametrize
 
 import maelib
 from maelib import checkpoints as ck
@@ -486,3 +487,23 @@ def test_download_checkpoint_fetches_validates_and_installs(tmp_path, monkeypatc
     with pytest.raises(ValueError, match="is not an official x checkpoint"):
         ck.download_checkpoint("tiny", tmp_path / "w2", url=bad.as_uri())
     assert list((tmp_path / "w2").iterdir()) == []
+
+
+# --- bad inputs: a clear error naming the argument (tests/bad_inputs.py) -----------------------------------
+BAD_INPUTS = [
+    ("pretrained_name", lambda m, t: load_pretrained("imagenet"), ValueError, "name"),
+    ("save_dtype", lambda m, t: save_pretrained(m, t / "x", dtype=torch.int8), ValueError, "dtype"),
+    ("save_metadata", lambda m, t: save_pretrained(m, t / "x", metadata={"a": object()}), TypeError,
+     "metadata"),
+    ("save_nan", lambda m, t: save_pretrained(nan_model(), t / "x"), ValueError, "NaN/inf weights in norm"),
+    ("save_not_model", lambda m, t: save_pretrained("x", t / "x"), TypeError, "model"),
+    ("save_path", lambda m, t: save_pretrained(m, 3), TypeError, "path"),
+    ("load_missing", lambda m, t: load_model(t / "absent"), FileNotFoundError, "absent.safetensors"),
+    ("load_garbage", lambda m, t: ((t / "g.safetensors").write_bytes(b"\x08" + b"\0" * 7 + b"{garbage"),
+                                   load_model(t / "g")), ValueError, "g.safetensors"),
+]
+
+
+@parametrize(BAD_INPUTS)
+def test_bad_input_is_a_clear_error(call, exc, names, tmp_path):
+    assert_clear_error(call, exc, names, tmp_path)

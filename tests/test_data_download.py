@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from bad_inputs import assert_clear_error, parametrize
 
 from maelib.data import DATASETS, ArchiveError, DownloadError, download_dataset, verify_folder
 from maelib.data.download import load_manifest
@@ -276,3 +277,16 @@ def test_shipped_manifest_matches_registry_and_shared_copy():
     if not (root / "base").is_dir():
         pytest.skip(f"CMP Facade base copy not found at {root}")
     verify_folder(root, "cmp-base")
+
+
+# --- bad inputs: a clear error naming the argument (tests/bad_inputs.py) -----------------------------------
+BAD_INPUTS = [
+    ("download_name", lambda m, t: download_dataset("cmp", t), ValueError, "name"),
+    ("download_archive", lambda m, t: download_dataset("cmp-base", t, archive=t / "missing.zip"), ValueError,
+     "archive"),
+]
+
+
+@parametrize(BAD_INPUTS)
+def test_bad_input_is_a_clear_error(call, exc, names, tmp_path):
+    assert_clear_error(call, exc, names, tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from bad_inputs import assert_clear_error, parametrize
 
 from maelib.data.transforms import FacadeTransform, crop_boxes
 
@@ -30,3 +31,14 @@ def test_train_crops_vary_and_repeat_with_the_rng():
     b = [t(img, rng=np.random.default_rng(s))[0] for s in range(4)]
     assert all(torch.equal(x, y) for x, y in zip(a, b)) and not torch.equal(a[0], a[1])
     assert all(x.shape == (3, 32, 32) and 0 <= x.min() and x.max() <= 1 for x in a)
+
+
+# --- bad inputs: a clear error naming the argument (tests/bad_inputs.py) -----------------------------------
+BAD_INPUTS = [
+    ("transform_size", lambda m, t: FacadeTransform(size="44"), TypeError, "size"),
+]
+
+
+@parametrize(BAD_INPUTS)
+def test_bad_input_is_a_clear_error(call, exc, names, tmp_path):
+    assert_clear_error(call, exc, names, tmp_path)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from bad_inputs import assert_clear_error, imgs, parametrize
 
 import maelib
 from maelib.inference import Reconstruction, reconstruct
@@ -141,3 +142,19 @@ def test_mask_options_pass_through():
     assert out.mask.sum(1).tolist() == [4, 4]
     out = reconstruct(model, images(), "block_bbox", block_ratio=0.25)
     assert out.mask.view(2, 4, 4)[:, 2:, 1:3].all() and out.mask.sum(1).tolist() == [4, 4]
+
+
+# --- bad inputs: a clear error naming the argument (tests/bad_inputs.py) -----------------------------------
+BAD_INPUTS = [
+    ("reconstruct_range", lambda m, t: reconstruct(m, imgs() * 3), ValueError, "images"),
+    ("reconstruct_uint8", lambda m, t: reconstruct(m, (imgs() * 255).to(torch.uint8)), TypeError, "images"),
+    ("reconstruct_model", lambda m, t: reconstruct("model", imgs()), TypeError, "model"),
+    ("reconstruct_mask_all", lambda m, t: reconstruct(m, imgs(), mask=torch.ones(1, 16)), ValueError, "mask"),
+    ("reconstruct_block_none", lambda m, t: reconstruct(m, imgs(), mask_mode="block", block_ratio=0.1),
+     ValueError, "block_ratio"),
+]
+
+
+@parametrize(BAD_INPUTS)
+def test_bad_input_is_a_clear_error(call, exc, names, tmp_path):
+    assert_clear_error(call, exc, names, tmp_path)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from bad_inputs import G6, NAN, assert_clear_error, parametrize
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -577,3 +578,54 @@ def test_mask_spec_from_options_names_a_bad_mode_or_option():
         MaskSpec.from_options("random", ratio=0.5)
     with pytest.raises(TypeError, match="flipped must be a bool"):
         MaskSpec.from_options("block", flipped="no")
+
+
+# --- bad inputs: a clear error naming the argument (tests/bad_inputs.py) -----------------------------------
+BAD_INPUTS = [
+    ("random_all", lambda m, t: random_mask(2, G6, 0.999), ValueError, "mask_ratio"),
+    ("random_one", lambda m, t: random_mask(2, G6, 1.0), ValueError, "mask_ratio"),
+    ("random_negative", lambda m, t: random_mask(2, G6, -0.1), ValueError, "mask_ratio"),
+    ("random_text", lambda m, t: random_mask(2, G6, "0.5"), ValueError, "mask_ratio"),
+    ("random_nan_ratio", lambda m, t: random_mask(2, G6, NAN), ValueError, "mask_ratio"),
+    ("random_nan_noise", lambda m, t: random_mask(2, G6, 0.5, noise=torch.full((2, 36), NAN)), ValueError,
+     "noise"),
+    ("random_inf_noise", lambda m, t: random_mask(2, G6, 0.5, noise=torch.full((2, 36), math.inf)),
+     ValueError, "noise"),
+    ("random_noise_shape", lambda m, t: random_mask(2, G6, 0.5, noise=torch.rand(2, 35)), ValueError,
+     "noise"),
+    ("random_noise_list", lambda m, t: random_mask(2, G6, 0.5, noise=[0.1] * 36), TypeError, "noise"),
+    ("block_all", lambda m, t: block_mask(2, G6, 0.95), ValueError, "block_ratio"),
+    ("block_none", lambda m, t: block_mask(2, G6, 0.05), ValueError, "block_ratio"),
+    ("block_flipped_text", lambda m, t: block_mask(2, G6, 0.5, flipped="no"), TypeError, "flipped"),
+    ("block_offset_int", lambda m, t: block_mask(2, G6, 0.5, random_offset=2), TypeError, "random_offset"),
+    ("bbox_none", lambda m, t: block_bbox_mask(2, (4, 4), 0.02), ValueError, "block_ratio"),
+    ("bbox_all", lambda m, t: block_bbox_mask(2, G6, 0.99), ValueError, "block_ratio"),
+    ("bbox_hoff_text", lambda m, t: block_bbox_mask(2, G6, 0.3, horizontal_random_offset="yes"), TypeError,
+     "horizontal_random_offset"),
+    ("combined_block_none", lambda m, t: combined_mask(2, G6, 0.01, 0.5), ValueError, "block_ratio"),
+    ("combined_sum_1", lambda m, t: combined_mask(2, G6, 0.5, 0.5), ValueError, "block_ratio + random_ratio"),
+    ("combined_all", lambda m, t: combined_mask(2, G6, 0.3, 0.69), ValueError, "block_ratio + random_ratio"),
+    ("combined_random_big", lambda m, t: combined_mask(2, G6, 0.3, 1.2), ValueError, "random_ratio"),
+    ("given_all", lambda m, t: given_mask(torch.ones(2, 36), G6), ValueError, "mask"),
+    ("given_list", lambda m, t: given_mask([[0, 1]], (1, 2)), TypeError, "mask"),
+    ("given_values", lambda m, t: given_mask(torch.full((1, 4), 2), (2, 2)), ValueError, "mask"),
+    ("make_mode", lambda m, t: make_mask("squares", 2, (4, 4)), ValueError, "mask_mode"),
+    ("make_mode_int", lambda m, t: make_mask(3, 2, (4, 4)), TypeError, "mask_mode"),
+    ("make_given_none", lambda m, t: make_mask("given", 2, (4, 4)), ValueError, "mask"),
+    ("spec_ratio_text", lambda m, t: MaskSpec.parse("block:abc"), ValueError, "mask spec"),
+    ("spec_mode", lambda m, t: MaskSpec(mode="diagonal"), ValueError, "mode"),
+    ("spec_flag", lambda m, t: MaskSpec.parse("block:0.5,upside"), ValueError, "flag"),
+    ("curriculum_epochs", lambda m, t: CurriculumSchedule(total_epochs=0), ValueError, "total_epochs"),
+    ("grid_float", lambda m, t: random_mask(2, (4.7, 4), 0.5), TypeError, "grid"),
+    ("grid_text", lambda m, t: random_mask(2, "44", 0.5), TypeError, "grid"),
+    ("grid_zero", lambda m, t: random_mask(2, (0, 4), 0.5), ValueError, "grid"),
+    ("grid_triple", lambda m, t: block_mask(2, (4, 4, 4), 0.5), TypeError, "grid"),
+    ("grid_bool", lambda m, t: block_mask(2, True, 0.5), TypeError, "grid"),
+    ("batch_negative", lambda m, t: random_mask(-1, (4, 4), 0.5), ValueError, "batch_size"),
+    ("batch_float", lambda m, t: random_mask(2.5, (4, 4), 0.5), TypeError, "batch_size"),
+]
+
+
+@parametrize(BAD_INPUTS)
+def test_bad_input_is_a_clear_error(call, exc, names, tmp_path):
+    assert_clear_error(call, exc, names, tmp_path)

@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from bad_inputs import NAN, assert_clear_error, parametrize, small_model
+from bad_inputs import imgs as small_imgs
 
 from maelib.masking import MASK_MODES, MaskSpec
 from maelib.model import (
@@ -16,6 +18,7 @@ from maelib.model import (
     block_indices,
     create_model,
     mae_vit_large_patch16,
+    mae_vit_tiny_patch8,
     official_layout,
     part_of,
 )
@@ -409,3 +412,40 @@ def test_nan_check_can_be_skipped_by_callers_that_validated(model):
 def test_bad_input_names_the_argument(model, call, exc, match):
     with pytest.raises(exc, match=match):
         call(model)
+
+
+# --- bad inputs: a clear error naming the argument (tests/bad_inputs.py) -----------------------------------
+BAD_INPUTS = [
+    ("model_mask_all", lambda m, t: m(small_imgs(), mask_ratio=0.999), ValueError, "mask_ratio"),
+    ("model_block_all", lambda m, t: m(small_imgs(), mask_mode="block", block_ratio=0.95), ValueError,
+     "block_ratio"),
+    ("model_bbox_none", lambda m, t: m(small_imgs(), mask_mode="block_bbox", block_ratio=0.02), ValueError,
+     "block_ratio"),
+    ("model_uint8", lambda m, t: m((small_imgs() * 255).to(torch.uint8)), TypeError, "imgs"),
+    ("model_int64", lambda m, t: m(torch.zeros(2, 3, 32, 32, dtype=torch.long)), TypeError, "imgs"),
+    ("model_nan", lambda m, t: m(small_imgs(fill=NAN)), ValueError, "imgs"),
+    ("model_size", lambda m, t: m(small_imgs(size=48)), ValueError, "imgs"),
+    ("model_mode", lambda m, t: m(small_imgs(), mask_mode="nope"), ValueError, "mask_mode"),
+    ("model_nan_noise", lambda m, t: m(small_imgs(), noise=torch.full((2, 16), NAN)), ValueError, "noise"),
+    ("model_flipped_text", lambda m, t: m(small_imgs(), mask_mode="block", block_ratio=0.5, flipped="True"),
+     TypeError, "flipped"),
+    ("factory_img_size", lambda m, t: mae_vit_tiny_patch8(img_size=(30, 32)), ValueError, "patch_size"),
+    ("factory_img_float", lambda m, t: mae_vit_tiny_patch8(img_size=32.5), TypeError, "img_size"),
+    ("config_loss", lambda m, t: MAEConfig(loss="l3"), ValueError, "loss"),
+    ("create_model_name", lambda m, t: create_model("vit_giant"), ValueError, "model name"),
+]
+
+
+@parametrize(BAD_INPUTS)
+def test_bad_input_is_a_clear_error(call, exc, names, tmp_path):
+    assert_clear_error(call, exc, names, tmp_path)
+
+
+@torch.no_grad()
+def test_float_dtypes_are_cast_not_refused():
+    model, x = small_model(), small_imgs()
+    ref = model(x, generator=torch.Generator().manual_seed(1))[0]
+    for dtype in (torch.float64, torch.float16, torch.bfloat16):
+        loss, pred, mask = model(x.to(dtype), generator=torch.Generator().manual_seed(1))
+        assert pred.dtype == torch.float32 and torch.isfinite(loss)
+        assert abs(float(loss) - float(ref)) < 0.05, dtype

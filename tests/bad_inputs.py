@@ -1,0 +1,46 @@
+"""Helpers of the bad-input tests that live beside each module's tests: a case is
+``(id, call(model, tmp_path), exception type, text the message must contain: the argument's name)``; no case
+may return garbage silently or end in anything but that exception."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from maelib.model import MaskedAutoencoderViT, mae_vit_tiny_patch8
+
+NAN = float("nan")
+G6 = (6, 6)
+
+
+@functools.cache
+def small_model() -> MaskedAutoencoderViT:
+    """A 32 px, patch-8 model (a 4 x 4 grid) in eval mode."""
+    return mae_vit_tiny_patch8(img_size=32, depth=1, decoder_depth=1).eval()
+
+
+def imgs(n: int = 2, size: int = 32, fill: float | None = None) -> torch.Tensor:
+    x = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0))
+    return x if fill is None else x.fill_(fill)
+
+
+def nan_model() -> MaskedAutoencoderViT:
+    m = mae_vit_tiny_patch8(img_size=32, depth=1, decoder_depth=1)
+    with torch.no_grad():
+        m.norm.weight[0] = NAN
+    return m
+
+
+def parametrize(cases: list[tuple]):
+    """``pytest.mark.parametrize`` over ``cases`` as (call, exc, names), with the cases' ids."""
+    return pytest.mark.parametrize("call, exc, names", [c[1:] for c in cases], ids=[c[0] for c in cases])
+
+
+def assert_clear_error(call, exc: type[Exception], names: str, tmp_path) -> None:
+    """``call(small_model(), tmp_path)`` raises exactly ``exc`` and its message contains ``names``."""
+    with pytest.raises(Exception) as info:  # noqa: PT011 - the type is asserted exactly below
+        call(small_model(), tmp_path)
+    assert isinstance(info.value, exc), f"{type(info.value).__name__}: {info.value}"
+    assert names in str(info.value), str(info.value)
