@@ -226,8 +226,10 @@ def curriculum_state(epochs: int = 20, warmup: int = 2, block_start: float = 0.1
                      horizontal_random_offset: bool = True) -> CurriculumState:
     """Build the schedule; settings it rejects give an error state instead of an exception."""
     try:
-        return CurriculumState(CurriculumSchedule(int(epochs), int(warmup), total_ratio, block_start,
-                                                         block_end, flipped, horizontal_random_offset))
+        schedule = CurriculumSchedule(total_epochs=int(epochs), warmup_epochs=int(warmup),
+                                      total_ratio=total_ratio, block_start=block_start, block_end=block_end,
+                                      flipped=flipped, horizontal_random_offset=horizontal_random_offset)
+        return CurriculumState(schedule)
     except ValueError as e:
         return CurriculumState(None, str(e))
 
