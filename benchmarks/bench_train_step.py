@@ -21,10 +21,18 @@ constant of the graph) against the mask drawn first and passed as a tensor (what
 the recompilations counted. The two run one after the other (dynamo's cache is per process), not interleaved;
 on a cold inductor cache the first pays the first compilation, so compare a second run.
 
+``--terms`` times, side by side in interleaved rounds, the MSE step and the MSE + perceptual + adversarial
+step (:mod:`maelib.losses`: VGG16 relu2_2/relu3_3 on the pasted image, PatchGAN LSGAN with its discriminator
+update) on the ``facade`` preset, same batch, policy (autocast, attention, AdamW; compiled model or not) and
+masks: each step is what ``maelib train`` does (model forward/backward under autocast, the terms' forward,
+the model's optimizer step, then each term's update). The VGG weights come from ``$TORCH_HOME`` when present
+(random-init otherwise: the same cost).
+
 ``facade-128px`` is the bundled architecture at 128 px (16 × 16 patches): the resolution the model card weighs
 against 96 px.
 
-Run: ``python benchmarks/bench_train_step.py [--rounds 6] [--no-compile] [--e2e-steps 80] [--only facade]``.
+Run: ``python benchmarks/bench_train_step.py [--rounds 6] [--no-compile] [--e2e-steps 80] [--only facade]
+[--terms] [--terms-batch 128]``.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from maelib.backbones import BackboneNotFoundError
+from maelib.losses import AdversarialLoss, PerceptualLoss, term_batch
 from maelib.masking import MaskSpec, make_mask
 from maelib.model import create_model
 from maelib.train import adamw_impl, autocast_dtype, fused_attention, train
@@ -87,6 +97,62 @@ class Variant:
             torch.cuda.synchronize()
         self.times.append(time.perf_counter() - t)
         self.losses.append(value)
+
+
+class TermsVariant(Variant):
+    """maelib's step with the loss terms of a config (none = the MSE step), as ``maelib train`` runs it."""
+
+    def __init__(self, name: str, spec: dict, device: torch.device, terms: list, compile: bool) -> None:
+        super().__init__(name, spec, device, maelib_choice=True, compile=compile)
+        self.terms = [t.to(device) for t in terms]
+
+    def step(self, imgs: torch.Tensor, seed: int) -> None:
+        gen = torch.Generator(self.device).manual_seed(seed)
+        mask, noise = make_mask("random", imgs.shape[0], self.model.grid_size, generator=gen,
+                                device=self.device, mask_ratio=0.75)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            loss, pred, mask = self.net(imgs, check_finite=False, mask_mode="given", mask=mask, noise=noise)
+            if self.terms:
+                batch = term_batch(self.model, imgs, pred, mask, step=seed, amp=self.amp)
+                loss = loss + sum(term.weight * term(batch) for term in self.terms)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        for term in self.terms:
+            term.update(batch)
+        value = float(loss.detach())
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - t)
+        self.losses.append(value)
+
+
+def bench_terms(rounds: int, warmup: int, device: torch.device, compile: bool, batch: int) -> list[dict]:
+    """The MSE step vs the MSE + perceptual + adversarial step, interleaved (see the module docstring)."""
+    spec = dict(CONFIGS["facade"], batch=batch)
+    try:
+        perceptual, vgg = PerceptualLoss(0.1), "pretrained VGG16"
+    except BackboneNotFoundError:
+        import torchvision
+
+        perceptual, vgg = PerceptualLoss(0.1, features=torchvision.models.vgg16(weights=None).features), \
+            "random-init VGG16 (weights not in TORCH_HOME)"
+    terms = [perceptual, AdversarialLoss(0.01, img_size=spec["img_size"])]
+    variants = [TermsVariant("MSE", spec, device, [], compile),
+                TermsVariant("MSE + perceptual + adversarial", spec, device, terms, compile)]
+    imgs = torch.rand(batch, 3, spec["img_size"], spec["img_size"],
+                      generator=torch.Generator().manual_seed(1)).to(device)
+    imgs = variants[0].model.config.normalization.normalize(imgs)
+    for r in range(warmup + rounds):
+        for v in variants:
+            v.step(imgs, seed=r)
+    base = statistics.median(variants[0].times[warmup:])
+    return [{"variant": v.name, "batch": batch, "img_s": batch / statistics.median(v.times[warmup:]),
+             "of_mse": base / statistics.median(v.times[warmup:]), "amp": str(v.amp), "compiled": compile,
+             "vgg": vgg, "times": v.times[warmup:]} for v in variants]
 
 
 def step_flops(spec: dict, device: torch.device) -> int:
@@ -211,10 +277,27 @@ def main() -> None:
     ap.add_argument("--e2e-steps", type=int, default=80, help="0 skips the end-to-end run")
     ap.add_argument("--curriculum-steps", type=int, default=40, help="0 skips the curriculum comparison")
     ap.add_argument("--only", default=None, help="comma-separated subset of " + ",".join(CONFIGS))
+    ap.add_argument("--terms", action="store_true",
+                    help="only the MSE step vs the MSE + perceptual + adversarial step (facade preset)")
+    ap.add_argument("--terms-batch", type=int, default=_facade.batch_size,
+                    help=f"batch of the --terms comparison (default: the preset's {_facade.batch_size})")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     device = torch.device(args.device)
     names = args.only.split(",") if args.only else list(CONFIGS)
+    if args.terms:
+        print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, load "
+              f"{os.getloadavg()[0]:.2f}; {args.rounds} interleaved rounds after {args.warmup} warm-up")
+        rows = bench_terms(args.rounds, args.warmup, device, not args.no_compile, args.terms_batch)
+        print("| preset | step | batch | autocast | compiled | img/s | × MSE step |")
+        print("|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| facade | {r['variant']} | {r['batch']} | {r['amp']} | {r['compiled']} | "
+                  f"{r['img_s']:.1f} | {r['of_mse']:.3f} |")
+        print(f"perceptual network: {rows[1]['vgg']}; step times (s): "
+              + "; ".join(f"{r['variant']}: " + ", ".join(f"{t:.2f}" for t in r["times"]) for r in rows))
+        print(f"load after: {os.getloadavg()[0]:.2f}")
+        return
     peak = matmul_tflops(device, torch.bfloat16)
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "

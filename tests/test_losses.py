@@ -299,3 +299,12 @@ def test_build_terms_bad_settings(tmp_path):
     with pytest.raises(BackboneNotFoundError, match="TORCH_HOME") as err:
         build_terms(_cfg(use_perceptual_loss=True), torch_home=tmp_path)
     assert "vgg16-397923af.pth" in str(err.value)
+
+
+def test_channels_last_gives_the_same_losses(vgg_features):
+    model, x = _model(), _images()
+    batch, _ = _batch(model, x)
+    for make in (lambda cl: PerceptualLoss(1.0, features=vgg_features, channels_last=cl),
+                 lambda cl: AdversarialLoss(1.0, img_size=SIZE, channels_last=cl)):
+        a, b = make(False)(batch), make(True)(batch)
+        assert a.item() == pytest.approx(b.item(), rel=1e-4)
