@@ -4,6 +4,8 @@ Predictions are un-normalised and clamped to [0, 1] and the visible patches are 
 before PSNR / SSIM / LPIPS are computed, so a method is scored only on what it had to invent.
 LPIPS uses torchmetrics' port of the LPIPS authors' network (linear layers bundled with torchmetrics,
 AlexNet/VGG backbone from ``$TORCH_HOME/hub/checkpoints``); nothing is ever downloaded unless asked.
+Sharpness compares the fill's edge strength with the photo's inside the hole (:func:`sharpness`): PSNR rewards
+the blurred average of plausible fills, so a fill is read on both axes (the perception–distortion trade-off).
 """
 
 from __future__ import annotations
