@@ -324,9 +324,16 @@ class MaskPainter:
         self.cells = np.zeros(self.place.grid, dtype=bool)
         return self.update()
 
-    def apply(self) -> dict[str, Inpainting]:
+    def apply(self, mode: str | None = None) -> dict[str, Inpainting]:
         """Fill the painted mask at the photo's full resolution with MAE, Telea and nearest patch; show them
-        side by side, with masked PSNR and LPIPS in the "hide a clean region" mode."""
+        side by side, with masked PSNR and LPIPS in the "hide a clean region" mode.
+
+        Args: mode: one of :data:`MODES` (default: the mode control's value).
+        Returns: method -> :class:`Inpainting` (also in ``results``).
+        """
+        mode = self.mode.value if mode is None else mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         from IPython.display import Markdown, display
 
         if not self.cells.any():
@@ -339,11 +346,11 @@ class MaskPainter:
             warnings.simplefilter("ignore", PhotoNotice)
             self.results = {m: inpaint(self.photo, mask, self.model, m, policy=self.policy)
                             for m in COMPARE_METHODS}
-        self.output.outputs = ()
         with self.output:
+            self.output.clear_output()
             display(plot_comparison(full, self.results))
             h, w = full.shape[:2]
-            if self.mode.value == MODES[0]:
+            if mode == MODES[0]:
                 from .metrics import LPIPSMetric
 
                 self._lpips = self._lpips or LPIPSMetric("alex", warn=False)
