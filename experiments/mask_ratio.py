@@ -165,8 +165,8 @@ def markdown(result: dict) -> str:
              f"Written by `{result['command']}`.", "",
              f"Budget per model: {b['images']} images (batch {b['batch_size']}, {b['steps']} steps, one "
              f"cosine schedule), model `{b['model']}` {b['model_kwargs']} at {b['img_size']} px; training "
-             f"data: {result['data']}. Held-out PSNR: {b['eval_images']} val images, random masks from seed "
-             f"{b['eval_seed']}; probe: linear on frozen encoder features, {b['probe_epochs']} epochs, "
+             f"data: {result['data']}. Held-out PSNR: {result['val_images']} val images, random masks from "
+             f"seed {b['eval_seed']}; probe: linear on frozen encoder features, {b['probe_epochs']} epochs, "
              "balanced accuracy on the test patches. Interval: mean ± 95 % Student-t half-width over seeds.",
              "", f"Machine: {result['machine']}; {result['wall_seconds'] / 60:.1f} min of training and "
              f"scoring ({result['models_done']} models).", "",
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
         summary = summarise(runs, args.ratios)
         result = {"command": command, "budget": budget,
                   "recipe": {**cfg0.to_dict(), "mask": "random:<ratio>", "seed": "<seed>"},
-                  "data": sets["source"], "machine": machine,
+                  "data": sets["source"], "val_images": len(sets["val"]), "machine": machine,
                   "ratios": args.ratios, "seeds": args.seeds, "runs": runs, "models_done": len(runs),
                   "wall_seconds": round(sum(r["seconds"] for r in runs), 1), "summary": summary,
                   "verdict": {k: verdict(summary, k) for k in METRICS},

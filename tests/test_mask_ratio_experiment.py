@@ -48,7 +48,7 @@ def test_markdown_lists_every_ratio():
     runs = _runs({0.5: [1.0, 2.0], 0.9: [3.0, 4.0]})
     summary = mr.summarise(runs, [0.5, 0.9])
     result = {"command": "python experiments/mask_ratio.py", "data": "synthetic", "machine": "m",
-              "wall_seconds": 60.0, "models_done": 4, "summary": summary,
+              "val_images": 8, "wall_seconds": 60.0, "models_done": 4, "summary": summary,
               "verdict": {k: mr.verdict(summary, k) for k in mr.METRICS},
               "budget": {"images": 64, "batch_size": 32, "steps": 2, "model": "x", "model_kwargs": {},
                          "img_size": 96, "eval_images": 8, "eval_seed": 0, "probe_epochs": 10}}
