@@ -68,8 +68,8 @@ def tagged_notebook():
         _tagged(new_markdown_cell("# Deck title"), "slide"),
         new_markdown_cell("# UNTAGGED-HEADING"),
         _tagged(_figure_cell("shown_code()"), "fragment"),
-        _tagged(_figure_cell("HIDDEN-CODE"), "slide", "hide-input"),
-        _tagged(new_code_cell("SOLUTION-CODE"), "slide", "solution"),
+        _tagged(_figure_cell("hidden_code_marker()"), "slide", "hide-input"),
+        _tagged(new_code_cell("solution_code_marker()"), "slide", "solution"),
         _tagged(new_markdown_cell("Speaker notes here"), "notes"),
         _figure_cell("untagged_figure()"),
     ])
@@ -80,7 +80,7 @@ def test_untagged_notebook_gives_headings_and_figures():
     kinds = [(c.cell_type, c.metadata["slideshow"]["slide_type"]) for c in nb.cells]
     assert kinds == [("markdown", "slide"), ("code", "subslide"), ("markdown", "slide")]
     assert "SECOND-PARAGRAPH" not in nb.cells[0].source and "First paragraph." in nb.cells[0].source
-    assert nb.cells[1].transient["remove_source"] is True          # the figure alone
+    assert nb.cells[1].metadata.transient["remove_source"] is True          # the figure alone
     assert not any("SOLUTION" in c.source for c in nb.cells)
 
 
@@ -88,9 +88,9 @@ def test_tagged_notebook_keeps_tagged_cells_only():
     nb = slides.select_cells(tagged_notebook())
     kinds = [c.metadata["slideshow"]["slide_type"] for c in nb.cells]
     assert kinds == ["slide", "fragment", "slide", "notes"]
-    assert not any("UNTAGGED" in c.source or "SOLUTION" in c.source or "untagged_figure" in c.source
+    assert not any("UNTAGGED" in c.source or "solution_code" in c.source or "untagged_figure" in c.source
                    for c in nb.cells)
-    assert nb.cells[2].transient["remove_source"] is True and "transient" not in nb.cells[1]
+    assert nb.cells[2].metadata.transient["remove_source"] is True and "transient" not in nb.cells[1].metadata
 
 
 def test_checker_verdicts_are_dropped():
@@ -159,7 +159,7 @@ def test_synthetic_deck_counts(tmp_path, assets):
     deck = parse_deck(slides.build_deck(src, tmp_path / "out", assets))
     assert (deck.slides, deck.figures) == (2, 2)     # "Deck title" (+ fragment) and the hidden-input figure
     text = (tmp_path / "out" / "deck.slides.html").read_text()
-    assert "SOLUTION-CODE" not in text and "HIDDEN-CODE" not in text and "shown_code" in text
+    assert "solution_code_marker" not in text and "hidden_code_marker" not in text and "shown_code" in text
     assert deck.remote == []
 
 

@@ -163,7 +163,7 @@ def select_cells(nb):
                 cell.outputs = []
             cell.execution_count = None
             if HIDE_INPUT_TAG in tags:
-                cell.setdefault("transient", {})["remove_source"] = True
+                cell.metadata["transient"] = {"remove_source": True}    # as nbconvert's TagRemovePreprocessor
         cell.metadata["slideshow"] = {"slide_type": kind}
         cell.metadata["tags"] = tags
         cells.append(cell)
