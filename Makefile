@@ -34,7 +34,7 @@ export MPLBACKEND := Agg
 # run) spinning 2-thread jobs collapse to ~0.1 of their quiet rate (benchmarks/bench_busy.py); set it to override.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup lab test test-fast notebooks student-copies bench lint browser-deps clean
+.PHONY: setup lab test test-fast notebooks student-copies slides bench lint browser-deps clean
 
 setup: $(STAMP) $(LAB_OVERRIDES)
 
@@ -78,10 +78,15 @@ test-fast: setup
 	$(BIN)/python -m pytest tests -x -q -m "not slow and not browser"
 
 notebooks: setup
-	MAELIB_PROFILE=default $(BIN)/python -m maelib.notebook_tools execute notebooks/*.ipynb
+	MAELIB_PROFILE=default $(BIN)/python tools/notebook_tools.py execute notebooks/*.ipynb
 
 student-copies: setup
-	$(BIN)/python -m maelib.notebook_tools strip-solutions notebooks/*.ipynb --out student/
+	$(BIN)/python tools/notebook_tools.py strip-solutions notebooks/*.ipynb --out student/
+
+# Slides: a reveal.js deck per notebook in build/slides/, viewable offline (reveal.js and KaTeX are fetched
+# once with npm into build/revealjs/, an ignored folder).
+slides: setup
+	$(BIN)/python tools/slides.py notebooks/*.ipynb --out build/slides
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -25,6 +25,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "checkpoints": ("list_pretrained", "load_model", "load_official_checkpoint", "load_pretrained",
                     "save_pretrained"),
     "inference": ("Reconstruction", "reconstruct"),
+    "inpainting": ("Inpainting", "inpaint"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -40,6 +41,7 @@ __all__ = [
     "get_2d_sincos_pos_embed", "interpolate_pos_embed",
     "list_pretrained", "load_model", "load_official_checkpoint", "load_pretrained", "save_pretrained",
     "Reconstruction", "reconstruct",
+    "Inpainting", "inpaint",
     "__version__",
 ]
 
@@ -73,6 +75,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
         save_pretrained,
     )
     from .inference import Reconstruction, reconstruct
+    from .inpainting import Inpainting, inpaint
     from .masking import (
         MASK_MODES,
         CurriculumSchedule,

@@ -93,7 +93,7 @@ def load_backbone(name: str, torch_home: str | os.PathLike | None = None) -> nn.
         raise BackboneNotFoundError(
             f"{name} weights not found: {path} does not exist (TORCH_HOME={home}). Put torchvision's "
             f"{path.name} in {path.parent} (set TORCH_HOME to the folder above hub/), or download it with "
-            f"maelib.backbones.fetch_backbone({name!r}) from {backbone_url(name)}.")
+            f"`maelib download {name}` (hash-checked; from {backbone_url(name)}).")
     return _load_features(name, path).eval()
 
 

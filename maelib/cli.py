@@ -1,4 +1,4 @@
-"""Command line: ``maelib train | evaluate | download``."""
+"""Command line: ``maelib train | evaluate | inpaint | download``."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="maelib", description="Masked Autoencoders for facades.")
     p.add_argument("--version", action="version", version=f"maelib {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{train,evaluate,download}")
+    sub = p.add_subparsers(dest="command", metavar="{train,evaluate,inpaint,download}")
 
     t = sub.add_parser("train", help="train or fine-tune an MAE from a preset (maelib train --help)",
                        description=train_description(), epilog=TRAIN_EPILOG,
@@ -91,9 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     methods = (f"a baseline ({', '.join(BASELINE_NAMES)}), a bundled model ({', '.join(BUNDLED_NAMES)}) or "
                "a .safetensors file (maelib train's model.safetensors, maelib.save_pretrained)")
-    e = sub.add_parser("evaluate", help="metrics of methods on a facade split (masked PSNR, SSIM, LPIPS)",
-                       description=f"Score methods on the same images and masks. A method is {methods}.")
-    e.add_argument("methods", nargs="+", metavar="METHOD", help=f"one or more: {methods}")
+    e = sub.add_parser("evaluate", help="metrics of methods on a facade split (masked PSNR, SSIM, LPIPS, "
+                                        "sharpness)",
+                       description=f"Score methods on the same images and masks. A method is {methods}; "
+                                   "MODEL+noise (e.g. facade-finetune+noise) is that model's fill plus "
+                                   "seeded Gaussian noise (sigma 0.05) in the hole, a control for the "
+                                   "sharpness measure. With --out: results.json / .md / .png and "
+                                   "tradeoff.png (masked PSNR against LPIPS, one point per method and "
+                                   "mask).")
+    e.add_argument("methods", nargs="+", metavar="METHOD", help=f"one or more: {methods}, or MODEL+noise")
     e.add_argument("--data", default=None,
                    help="image folder (CMP, pix2pix, images or .npy layout); default: the CMP photos found "
                         "($MAELIB_CMP_DIR, or the cache of `maelib download cmp-base`), else procedural "
@@ -122,10 +128,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write comparison.png to --out: N images drawn by --seed, every method side by "
                         "side under each mask")
 
-    d = sub.add_parser("download", help="fetch a dataset or an official MAE checkpoint")
-    d.add_argument("name", nargs="?", help="cmp-base | cmp-extended | an official checkpoint name (--list)")
+    i = sub.add_parser("inpaint",
+                       help="fill part of a photo at its own resolution (MAE, Telea, nearest patch)",
+                       description="Fill the masked region of PHOTO and write the result at PHOTO's "
+                                   "resolution; pixels outside the mask keep their bytes in a lossless OUT "
+                                   "(.png).")
+    i.add_argument("photo", type=Path, help="the photo (PNG, JPEG, TIFF, ...; converted to 8-bit RGB with a "
+                                            "note)")
+    i.add_argument("--out", type=Path, required=True, help="output image (.png keeps visible pixels exact)")
+    given = i.add_mutually_exclusive_group(required=True)
+    given.add_argument("--mask", type=Path, help="mask image: any nonzero pixel is filled; the photo's size, "
+                                                 "or its aspect ratio (resized nearest-neighbour)")
+    given.add_argument("--box", action="append", dest="boxes", metavar="x0,y0,x1,y1",
+                       help="a box to fill, in pixels, x1 / y1 exclusive (repeatable)")
+    given.add_argument("--band", type=float, metavar="FRACTION", help="fill the bottom FRACTION of the rows")
+    i.add_argument("--model", default="facade-finetune",
+                   help=f"a bundled model ({', '.join(BUNDLED_NAMES)}) or a .safetensors file")
+    i.add_argument("--method", default="mae", help="mae | telea | navier_stokes | nearest (default: mae)")
+    i.add_argument("--policy", default=None,
+                   help="how a non-square photo enters the model's square: stretch (default, measured "
+                        "best) | letterbox")
+    i.add_argument("--compare", action="store_true",
+                   help="also write OUT's name + .compare.png: the input with the mask outlined, MAE, Telea, "
+                        "nearest patch")
+    i.add_argument("--overwrite", action="store_true", help="replace OUT (and the comparison) if they exist")
+    i.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps (default: cpu)")
+
+    d = sub.add_parser("download", help="fetch a dataset, an official MAE checkpoint or a CNN backbone")
+    d.add_argument("name", nargs="?", help="cmp-base | cmp-extended | an official checkpoint name | vgg16 | "
+                                           "alexnet (--list)")
     d.add_argument("--list", action="store_true", dest="list_names", help="list what can be downloaded")
-    d.add_argument("--dest", type=Path, default=None, help="target folder (default: the user cache)")
+    d.add_argument("--dest", type=Path, default=None,
+                   help="target folder (default: the user cache; for vgg16 / alexnet: $TORCH_HOME, the "
+                        "folder LPIPS and the perceptual loss read)")
     d.add_argument("--url", default=None, help="another URL for the same file")
     d.add_argument("--archive", type=Path, default=None,
                    help="install a dataset zip downloaded by hand (offline), e.g. CMP_facade_DB_base.zip")
@@ -139,7 +174,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown:
         p.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
-        p.error("a command is required: train, evaluate or download (maelib --help)")
+        p.error("a command is required: train, evaluate, inpaint or download (maelib --help)")
     return args
 
 
@@ -257,7 +292,9 @@ def write_comparison(args: argparse.Namespace, method: str | list[str], res) -> 
 
 
 def download_list() -> str:
-    """The text of ``maelib download --list``: every dataset and official checkpoint, with its URL."""
+    """The text of ``maelib download --list``: every dataset, official checkpoint and CNN backbone, with its
+    URL."""
+    from .backbones import BACKBONES, backbone_url
     from .checkpoints import OFFICIAL_CHECKPOINTS
     from .data.download import DATASETS
 
@@ -265,10 +302,22 @@ def download_list() -> str:
     lines += [f"  {name:<28} {info.url}" for name, info in DATASETS.items()]
     lines += ["official MAE checkpoints (saved to ./weights, or --dest):"]
     lines += [f"  {name:<28} {info.url}" for name, info in OFFICIAL_CHECKPOINTS.items()]
+    lines += ["CNN backbones of LPIPS and the perceptual loss (into $TORCH_HOME/hub/checkpoints, or --dest):"]
+    lines += [f"  {name:<28} {backbone_url(name)}" for name in BACKBONES]
     return "\n".join(lines)
 
 
+def cmd_inpaint(args: argparse.Namespace) -> int:
+    from .inpainting import DEFAULT_POLICY, run_inpaint_cli
+
+    return run_inpaint_cli(args.photo, args.out, mask=args.mask, boxes=args.boxes or (), band=args.band,
+                           model=args.model, method=args.method, policy=args.policy or DEFAULT_POLICY,
+                           compare=args.compare, overwrite=args.overwrite, device=args.device,
+                           echo=lambda s: print(s, file=sys.stderr if s.startswith("note:") else sys.stdout))
+
+
 def cmd_download(args: argparse.Namespace) -> int:
+    from .backbones import BACKBONES, fetch_backbone
     from .checkpoints import OFFICIAL_CHECKPOINTS, download_checkpoint
     from .data.download import DATASETS
 
@@ -277,8 +326,13 @@ def cmd_download(args: argparse.Namespace) -> int:
         return 0
     if args.name is None:
         raise UsageError("name is required (or --list): one of "
-                         f"{[*DATASETS, *OFFICIAL_CHECKPOINTS]}")
-    if args.name in DATASETS:
+                         f"{[*DATASETS, *OFFICIAL_CHECKPOINTS, *BACKBONES]}")
+    if args.name in BACKBONES:
+        if args.archive is not None:
+            raise UsageError("--archive installs a dataset zip; put a backbone file into $TORCH_HOME/hub/"
+                             "checkpoints instead")
+        path = fetch_backbone(args.name, args.dest, url=args.url)
+    elif args.name in DATASETS:
         from .data import download_dataset
 
         path = download_dataset(args.name, args.dest, url=args.url, archive=args.archive)
@@ -289,7 +343,8 @@ def cmd_download(args: argparse.Namespace) -> int:
         path = download_checkpoint(args.name, args.dest, args.url)
     else:
         raise UsageError(f"unknown download {args.name!r}; datasets: {sorted(DATASETS)}, "
-                         f"checkpoints: {sorted(OFFICIAL_CHECKPOINTS)} (see maelib download --list)")
+                         f"checkpoints: {sorted(OFFICIAL_CHECKPOINTS)}, backbones: {sorted(BACKBONES)} (see "
+                         "maelib download --list)")
     print(f"maelib: {args.name} -> {path}")
     return 0
 
@@ -354,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     created = missing_dirs(getattr(args, "out", None))
     rc = 1
     try:
-        rc = {"train": cmd_train, "evaluate": cmd_evaluate, "download": cmd_download}[args.command](args)
+        commands = {"train": cmd_train, "evaluate": cmd_evaluate, "inpaint": cmd_inpaint,
+                    "download": cmd_download}
+        rc = commands[args.command](args)
     except (ValueError, TypeError, OSError, RuntimeError) as err:
         if _stops_a_run(err):
             print(f"maelib {args.command}: {err}", file=sys.stderr)

@@ -26,7 +26,7 @@ from ._io import atomic_write, atomic_write_text
 from .baselines import BASELINES, nearest_patch
 from .checkpoints import list_pretrained, load_model, load_pretrained
 from .inference import reconstruct
-from .masking import MaskSpec, make_mask
+from .masking import MaskSpec
 from .metrics import METRICS, LPIPSMetric, compute_metrics, mean_ci
 from .model import MaskedAutoencoderViT
 from .patches import (
@@ -351,8 +351,7 @@ def draw_mask(spec: MaskSpec, batch_index: int, batch_size: int, grid: tuple[int
               seed: int = 0) -> torch.Tensor:
     """The evaluation mask of one batch. Returns: `(batch_size, L)` bool, identical for every method."""
     g = torch.Generator().manual_seed(zlib.crc32(f"{seed}:{spec}:{batch_index}".encode()))
-    opts = spec.options()
-    return make_mask(opts.pop("mask_mode"), batch_size, grid, generator=g, **opts)[0]
+    return spec.draw(batch_size, grid, g)[0]
 
 
 def _methods(method, device: torch.device) -> dict[str, Callable | nn.Module]:

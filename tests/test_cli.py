@@ -443,7 +443,7 @@ def test_default_preset_is_facade_pretrain_and_says_so(tmp_path, capsys):
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--bogus", "train", "--out", "x"], "unrecognized arguments: --bogus"),
     (["train", "--out", "x", "--epoch-count", "3"], "unrecognized arguments: --epoch-count 3"),
-    ([], "a command is required: train, evaluate or download"),
+    ([], "a command is required: train, evaluate, inpaint or download"),
     (["fly"], "invalid choice: 'fly'"),
 ])
 def test_unknown_flags_and_missing_commands_are_named(argv, message, capsys):
@@ -553,3 +553,40 @@ def test_resuming_a_finished_run_says_it_is_complete_and_how_to_go_on(tmp_path, 
     monkeypatch.setattr(tr, "train", trained)
     rc, out, _ = run_main(["train", "--out", str(tmp_path), *TINY, "--resume"], capsys)
     assert rc == 0 and "step 6, loss 0.5, val loss 0.25" in out and "complete" not in out
+
+
+
+def test_inpaint_command_writes_the_photo_at_its_resolution_and_refuses_to_clobber(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    photo = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    out = tmp_path / "o.png"
+    rc, _, _ = run_main(["inpaint", str(tmp_path / "p.png"), "--box", "10,10,40,30", "--out", str(out)],
+                        capsys)
+    assert rc == 0
+    result = np.array(Image.open(out))
+    assert result.shape == photo.shape
+    inside = np.zeros(photo.shape[:2], bool)
+    inside[10:30, 10:40] = True
+    assert (result[~inside] == photo[~inside]).all()
+    assert not (result[inside] == photo[inside]).all()
+    before = out.read_bytes()
+    rc, _, err = run_main(["inpaint", str(tmp_path / "p.png"), "--band", "0.5", "--out", str(out)], capsys)
+    assert rc == 2 and "--overwrite" in err
+    assert out.read_bytes() == before
+
+
+def test_download_names_the_backbones_and_keeps_a_loadable_file(tmp_path, capsys, monkeypatch):
+    from maelib.backbones import backbone_path
+
+    rc, listing, _ = run_main(["download", "--list"], capsys)
+    assert rc == 0 and "vgg16" in listing and "alexnet" in listing
+    shared = Path(os.environ.get("TORCH_HOME", "/nonexistent"))
+    if not backbone_path("alexnet", shared).is_file():
+        pytest.skip("AlexNet features not in TORCH_HOME")
+    rc, out, _ = run_main(["download", "alexnet", "--dest", str(shared)], capsys)
+    assert rc == 0 and str(backbone_path("alexnet", shared)) in out
+    rc, _, err = run_main(["download", "alexnet", "--archive", str(tmp_path / "x.zip")], capsys)
+    assert rc == 2 and "--archive" in err

@@ -42,7 +42,7 @@ def test_every_exported_name_is_its_modules_object(name):
 
 
 def test_all_lists_each_lazy_name_once_and_dir_shows_them():
-    assert len(maelib.__all__) == len(set(maelib.__all__)) == 39
+    assert len(maelib.__all__) == len(set(maelib.__all__)) == 41
     assert set(maelib.__all__) == set(maelib._MODULE_OF) | {"__version__"}
     assert set(maelib.__all__) <= set(dir(maelib))
     namespace: dict = {}

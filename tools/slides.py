@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import os
 import re
 import shutil
@@ -32,7 +33,17 @@ from pathlib import Path
 
 import nbformat
 
-from maelib.notebook_tools import SOLUTION_TAG, has_checker_output
+
+def _sibling(name: str):
+    """A module of this folder (the tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_notebook_tools = _sibling("notebook_tools")
+SOLUTION_TAG, has_checker_output = _notebook_tools.SOLUTION_TAG, _notebook_tools.has_checker_output
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ASSETS = ROOT / "build" / "revealjs"
