@@ -16,7 +16,68 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-NOT_ATTEMPTED = "not attempted yet — the reference implementation is used below"
+NOT_ATTEMPTED = "not attempted yet: replace `raise NotImplementedError` with your code and run this again"
+
+
+class _UsedReference(Exception):
+    """The learner's code called maelib's own implementation of the function it was asked to write."""
+
+
+def _reference(name: str):
+    """The object ``name`` (``"module:attribute"`` under maelib, or ``"maelib:attribute"``)."""
+    import importlib
+
+    module, attr = name.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+class _Blocked:
+    """While active, every module-level binding of the named maelib functions (in maelib's modules, in
+    ``__main__`` and in the learner function's globals) raises instead of running, so an answer that calls
+    maelib's own implementation cannot pass. Bindings are restored on exit."""
+
+    def __init__(self, names: tuple[str, ...], fn: Any = None):
+        self.names, self.fn, self.saved, self.spaces, self.stand_ins = names, fn, [], [], {}
+
+    def __enter__(self):
+        import sys
+
+        if not self.names:
+            return self
+        originals = {id(_reference(n)): n for n in self.names}
+        spaces = [m.__dict__ for k, m in list(sys.modules.items())
+                  if m is not None and (k == "maelib" or k.startswith("maelib.") or k == "__main__")]
+        glb = getattr(self.fn, "__globals__", None)
+        if isinstance(glb, dict):
+            spaces.append(glb)
+        for space in spaces:
+            for key, val in list(space.items()):
+                if id(val) in originals and callable(val):
+                    qual = originals[id(val)].replace(":", ".")
+
+                    def blocked(*args, _q=qual, **kwargs):
+                        raise _UsedReference(f"your function called {_q}, maelib's own implementation of "
+                                             "what this exercise asks for: write it yourself")
+
+                    self.saved.append((space, key, val))
+                    self.stand_ins[id(blocked)] = (blocked, val)
+                    space[key] = blocked
+        self.spaces = spaces
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for space, key, val in reversed(self.saved):
+            space[key] = val
+        for space in self.spaces:              # a lazy attribute may have cached a stand-in meanwhile
+            for key, val in list(space.items()):
+                if id(val) in self.stand_ins and self.stand_ins[id(val)][0] is val:
+                    space[key] = self.stand_ins[id(val)][1]
+        self.saved.clear()
+
+
+# maelib's own implementations, blocked while a learner's answer runs
+_SINCOS = ("maelib.pos_embed:get_2d_sincos_pos_embed", "maelib.pos_embed:get_1d_sincos_pos_embed_from_grid")
+_MASKING = ("maelib.masking:random_mask", "maelib.masking:apply_mask", "maelib.masking:ids_from_mask")
 
 
 class _NotAttempted(Exception):
@@ -27,16 +88,42 @@ class _Wrong(Exception):
     """A wrong answer; the message says what is wrong."""
 
 
-def _call(fn: Any, *args) -> Any:
-    """Run the learner's code: NotImplementedError -> not attempted, any other error -> a wrong answer."""
+class _MethodsBlocked:
+    """While active, the named methods of ``obj`` raise (set on the instance, removed on exit)."""
+
+    def __init__(self, obj: Any, names: tuple[str, ...]):
+        self.obj, self.names = obj, names
+
+    def __enter__(self):
+        for name in self.names:
+            def blocked(*args, _n=name, **kwargs):
+                raise _UsedReference(f"your function called model.{_n}, the model's own implementation of "
+                                     "what this exercise asks for: write it yourself")
+            setattr(self.obj, name, blocked)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name in self.names:
+            self.obj.__dict__.pop(name, None)
+
+
+def _call(fn: Any, *args, block: tuple[str, ...] = ()) -> Any:
+    """Run the learner's code with maelib's implementations ``block`` (``"module:attribute"``) blocked:
+    NotImplementedError -> not attempted, calling a blocked function or any other error -> a wrong answer."""
     if fn is ... or fn is None:
         raise _NotAttempted
     if not callable(fn):
         raise _Wrong(f"expected a function, got {type(fn).__name__}")
+    for name in block:
+        if fn is _reference(name):
+            raise _Wrong(f"that is {name.replace(':', '.')} itself, maelib's own implementation: write yours")
     try:
-        out = fn(*args)
+        with _Blocked(block, fn):
+            out = fn(*args)
     except NotImplementedError:
         raise _NotAttempted from None
+    except _UsedReference as e:
+        raise _Wrong(str(e)) from None
     except Exception as e:
         raise _Wrong(f"your function raised {type(e).__name__}: {e}") from None
     if out is ...:
@@ -162,7 +249,7 @@ def check_patchify(fn: Callable) -> bool:
 
         imgs, p = torch.rand(2, 3, 16, 24, generator=torch.Generator().manual_seed(0)), 8
         want = patchify(imgs, p)
-        out = _tensor(_call(fn, imgs.clone(), p))
+        out = _tensor(_call(fn, imgs.clone(), p, block=("maelib.patches:patchify",)))
         if tuple(out.shape) != tuple(want.shape):
             extra = ": flatten each patch into one vector" if out.numel() == want.numel() else ""
             raise _Wrong(f"your output has shape {tuple(out.shape)}, expected (N, L, p*p*C) = "
@@ -196,7 +283,7 @@ def check_sincos_table(fn: Callable) -> bool:
 
         d, grid = 16, (3, 5)
         want = get_2d_sincos_pos_embed(d, grid)
-        got = _tensor(_call(fn, d, grid), "your table").double()
+        got = _tensor(_call(fn, d, grid, block=_SINCOS), "your table").double()
         if tuple(got.shape) == (grid[0] * grid[1] + 1, d):
             raise _Wrong("leave out the cls row: return (gh * gw, D)")
         if tuple(got.shape) != want.shape:
@@ -228,6 +315,39 @@ def check_sincos_table(fn: Callable) -> bool:
     return _run("2-D sin-cos table", body)
 
 
+def check_linear_to_conv_weight(fn: Callable) -> bool:
+    """``fn(weight (D, p*p*C), channels C, p) -> (D, C, p, p)``: the weight of a ``Conv2d(C, D, p, stride=p)``
+    that computes the same tokens as the linear map ``weight`` applied to ``patchify`` vectors."""
+
+    def body() -> str:
+        import torch
+
+        from maelib.patches import patchify
+
+        g = torch.Generator().manual_seed(0)
+        d, c, p = 5, 3, 4
+        weight = torch.randn(d, p * p * c, generator=g, dtype=torch.float64)
+        imgs = torch.rand(2, c, 8, 12, generator=g, dtype=torch.float64)
+        want = weight.reshape(d, p, p, c).permute(0, 3, 1, 2)
+        got = _tensor(_call(fn, weight.clone(), c, p), "your conv weight").double()
+        if tuple(got.shape) != (d, c, p, p):
+            raise _Wrong(f"your weight has shape {tuple(got.shape)}, expected (D, C, p, q) = {(d, c, p, p)}")
+        if _same(got, want, 1e-9):
+            tokens = torch.nn.functional.conv2d(imgs, got, stride=p).flatten(2).transpose(1, 2)
+            assert torch.allclose(tokens, patchify(imgs, p) @ weight.T)
+            return "the convolution computes the same tokens as the linear map on (p, q, c) patches"
+        _diagnose(got, [
+            (weight.reshape(d, c, p, p), "a plain reshape reads each row as (c, p, q); the linear map's rows "
+                                         "are in patchify's (p, q, c) order: reshape to (D, p, q, C) first, "
+                                         "then move the channel axis"),
+            (weight.reshape(d, p, p, c).permute(0, 3, 2, 1), "the patch is transposed: (D, p, q, C) -> "
+                                                             "(D, C, p, q) keeps p before q"),
+        ], atol=1e-9)
+        raise _Wrong("the shape is right but the convolution does not compute the linear map's tokens")
+
+    return _run("linear -> conv weight", body)
+
+
 # --- 02: random masking -------------------------------------------------------------------------------------
 def check_random_masking(fn: Callable) -> bool:
     """``fn(x (N, L, D), mask_ratio, noise (N, L))`` returning ``(x_masked, mask, ids_restore)`` or just the
@@ -243,7 +363,7 @@ def check_random_masking(fn: Callable) -> bool:
             g = torch.Generator().manual_seed(length)
             x, noise = torch.randn(n, length, 4, generator=g), torch.rand(n, length, generator=g)
             ref, _ = random_mask(n, (1, length), ratio, noise=noise)
-            out = _call(fn, x.clone(), ratio, noise.clone())
+            out = _call(fn, x.clone(), ratio, noise.clone(), block=_MASKING)
             parts = tuple(out) if isinstance(out, (tuple, list)) else (out,)
             _judge_mask(_tensor(parts[1] if len(parts) > 1 else parts[0], "the mask"), ref, noise, ratio)
             answers.append((parts, x, ref))
@@ -255,6 +375,38 @@ def check_random_masking(fn: Callable) -> bool:
         return "the right patches are masked (1 = masked) and ids_restore puts the visible tokens back"
 
     return _run("random masking", body)
+
+
+def check_shuffle(fn: Callable) -> bool:
+    """``fn(x (N, L, D) in patch order, ids_restore (N, L)) -> (N, L, D)`` in the shuffled order (the order
+    ``ids_restore`` undoes): the inverse of the decoder's unshuffle."""
+
+    def body() -> str:
+        import torch
+
+        g = torch.Generator().manual_seed(3)
+        n, length, d = 2, 7, 3
+        ids_shuffle = torch.argsort(torch.rand(n, length, generator=g), dim=1)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        x = torch.randn(n, length, d, generator=g)
+        want = torch.gather(x, 1, ids_shuffle[..., None].expand(-1, -1, d))
+        got = _tensor(_call(fn, x.clone(), ids_restore.clone(), block=_MASKING), "your output")
+        if tuple(got.shape) != tuple(want.shape):
+            raise _Wrong(f"your output has shape {tuple(got.shape)}, expected (N, L, D) = "
+                         f"{tuple(want.shape)}")
+        if _same(got, want, 1e-6):
+            back = torch.gather(got, 1, ids_restore[..., None].expand(-1, -1, d))
+            assert torch.equal(back, x)
+            return "gathering with ids_restore now gives back the patch order exactly"
+        _diagnose(got, [
+            (torch.gather(x, 1, ids_restore[..., None].expand(-1, -1, d)),
+             "that is the decoder's unshuffle (gather with ids_restore); going the other way needs the "
+             "inverse permutation, argsort(ids_restore)"),
+            (x, "you returned the tokens in patch order: they must come out in the shuffled order"),
+        ], atol=1e-6)
+        raise _Wrong("gather along dim=1 with the inverse of ids_restore, expanded over the last axis")
+
+    return _run("shuffle", body)
 
 
 def _judge_mask(mask, ref, noise, ratio: float) -> None:
@@ -320,7 +472,8 @@ def check_block_mask(fn: Callable) -> bool:
         for (gh, gw), ratio, flipped in (((8, 6), 0.25, False), ((8, 6), 0.25, True), ((10, 4), 0.35, False)):
             ref = block_mask(1, (gh, gw), ratio, flipped=flipped)[0].reshape(gh, gw)
             other = block_mask(1, (gh, gw), ratio, flipped=not flipped)[0].reshape(gh, gw)
-            out = _tensor(_call(fn, (gh, gw), ratio, flipped), "the mask")
+            out = _tensor(_call(fn, (gh, gw), ratio, flipped, block=("maelib.masking:block_mask",)),
+                          "the mask")
             if out.numel() != gh * gw:
                 raise _Wrong(f"your mask has shape {tuple(out.shape)}, expected ({gh * gw},) or {(gh, gw)}")
             m = out.reshape(gh, gw) > 0.5
@@ -535,7 +688,8 @@ def check_forward_encoder(fn: Callable, model) -> bool:
         noise = torch.rand(2, model.grid_size[0] * model.grid_size[1], generator=g)
         with torch.no_grad():
             want, want_mask, want_restore = model.forward_encoder(imgs, 0.75, noise=noise)
-            out = _call(fn, model, imgs.clone(), 0.75, noise.clone())
+            with _MethodsBlocked(model, ("forward_encoder", "forward_encoder_dynamic", "forward")):
+                out = _call(fn, model, imgs.clone(), 0.75, noise.clone())
             parts = tuple(out) if isinstance(out, (tuple, list)) else (out,)
             if len(parts) != 3:
                 raise _Wrong(f"return (latent, mask, ids_restore), got {len(parts)} value(s)")
@@ -724,6 +878,45 @@ def check_trainable_params(n: Any, model) -> bool:
     return _run("trainable parameters", body)
 
 
+def check_trainable_by_part(fn: Callable, model) -> bool:
+    """``fn(model) -> dict``: for each top-level part of the model (the first component of a parameter's
+    name, e.g. ``blocks``, ``new_blocks``, ``decoder_blocks``, ``cls_token``), the number of trainable
+    parameter elements; parts with none trainable are left out."""
+
+    def body() -> str:
+        want: dict[str, int] = {}
+        tensors: dict[str, int] = {}
+        total: dict[str, int] = {}
+        for name, prm in model.named_parameters():
+            part = name.split(".")[0]
+            total[part] = total.get(part, 0) + prm.numel()
+            if prm.requires_grad:
+                want[part] = want.get(part, 0) + prm.numel()
+                tensors[part] = tensors.get(part, 0) + 1
+        got = _call(fn, model)
+        if not isinstance(got, dict):
+            raise _Wrong(f"return a dict {{part name: count}}, got {type(got).__name__}")
+        try:
+            got = {str(k): int(v) for k, v in got.items() if int(v) != 0}
+        except (TypeError, ValueError):
+            raise _Wrong("every value must be a whole number of parameter elements") from None
+        if got == want:
+            n = sum(want.values())
+            return f"{n:,} trainable elements in {len(want)} parts: {', '.join(sorted(want))}"
+        if got == {k: v for k, v in total.items() if v}:
+            raise _Wrong("you counted the frozen parameters too: keep those with p.requires_grad")
+        if got == tensors:
+            raise _Wrong("you counted parameter tensors: add up p.numel() instead")
+        if sum(got.values()) == sum(want.values()):
+            raise _Wrong(f"the total is right but the parts are not: group by name.split('.')[0]; expected "
+                         f"the parts {sorted(want)}, got {sorted(got)}")
+        wrong = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+        raise _Wrong(f"the counts differ for {', '.join(wrong[:4])}: count p.numel() of the parameters with "
+                     "p.requires_grad, per first component of the name (model.named_parameters())")
+
+    return _run("trainable parameters by part", body)
+
+
 # --- 07: evaluation -----------------------------------------------------------------------------------------
 def check_masked_psnr(fn: Callable) -> bool:
     """``fn(pred, target, pixel_mask)`` with images `(N, 3, H, W)` in [0, 1], pixel_mask `(N, 1, H, W)`
@@ -741,7 +934,8 @@ def check_masked_psnr(fn: Callable) -> bool:
         mask = torch.zeros(2, 1, 16, 16)
         mask[:, :, 6:, 4:] = 1
         want = masked_psnr(pred, target, mask).double()
-        got = _tensor(_call(fn, pred.clone(), target.clone(), mask.clone()), "your PSNR").double().reshape(-1)
+        got = _tensor(_call(fn, pred.clone(), target.clone(), mask.clone(),
+                            block=("maelib.metrics:masked_psnr",)), "your PSNR").double().reshape(-1)
         if got.numel() not in (1, 2):
             raise _Wrong(f"return one PSNR per image, shape (N,) = (2,), or their mean; got {got.shape}")
         if _same(got, want, 1e-3) or (got.numel() == 1 and _same(got[0], want.mean(), 1e-3)):

@@ -224,6 +224,48 @@ def plot_reconstruction(original, masked, reconstruction, pasted,
     return fig
 
 
+def plot_error_heatmap(original, filled, pixel_mask, titles: Sequence[str] | None = None,
+                       vmax: float | None = None) -> Figure:
+    """Where a fill is wrong: per sample the original, the fill and the error |fill - original| (mean over
+    the channels) as a heat map with one shared colour bar, the mask's outline drawn on the fill and the map.
+
+    Args: original, filled `(N, 3, H, W)` or `(3, H, W)` in [0, 1]; pixel_mask `(N, 1, H, W)`, `(N, H, W)` or
+        `(H, W)`, 1 = masked; titles: one per sample (on the error map); vmax: the colour bar's top (default:
+        the largest error shown).
+    Returns: the figure (3 columns, one row per sample).
+    """
+    orig, fill = _batch(original, "original"), _batch(filled, "filled")
+    pm = pixel_mask if isinstance(pixel_mask, torch.Tensor) else torch.as_tensor(np.asarray(pixel_mask))
+    pm = pm.detach().cpu().float()
+    pm = pm.reshape(-1, *pm.shape[-2:]) if pm.ndim >= 2 else pm
+    if len(orig) != len(fill) or pm.ndim != 3 or len(pm) not in (1, len(orig)):
+        raise ValueError(f"original, filled and pixel_mask need the same number of samples, got {len(orig)}, "
+                         f"{len(fill)} and pixel_mask of shape {tuple(pixel_mask.shape)}")
+    if any(o.shape != f.shape or o.shape[-2:] != pm.shape[-2:] for o, f in zip(orig, fill)):
+        raise ValueError(f"original {tuple(orig[0].shape)}, filled {tuple(fill[0].shape)} and pixel_mask "
+                         f"{tuple(pm.shape[-2:])} must have the same height and width")
+    if titles is not None and len(titles) != len(orig):
+        raise ValueError(f"titles must have one entry per sample ({len(orig)}), got {len(titles)}")
+    masks = [pm[i if len(pm) > 1 else 0].numpy() for i in range(len(orig))]
+    errors = [(f - o).abs().mean(0).numpy() for o, f in zip(orig, fill)]
+    top = float(vmax) if vmax is not None else max(float(e.max()) for e in errors) or 1.0
+    fig, axes = _grid_axes(3 * len(orig), 3)
+    image = None
+    for i, (o, f, e, m) in enumerate(zip(orig, fill, errors, masks)):
+        a0, a1, a2 = axes[3 * i:3 * i + 3]
+        _show(a0, o, "original" if i == 0 else None)
+        _show(a1, f, "fill" if i == 0 else None)
+        image = a2.imshow(e, cmap="magma", vmin=0.0, vmax=top, interpolation="nearest")
+        a2.set_xticks([])
+        a2.set_yticks([])
+        a2.set_title(titles[i] if titles is not None else ("|fill - original|" if i == 0 else ""), fontsize=9)
+        for ax in (a1, a2):
+            if m.min() < 0.5 < m.max():
+                ax.contour(m, levels=[0.5], colors="cyan", linewidths=0.8)
+    fig.colorbar(image, ax=axes[2::3], shrink=0.9, label="|fill - original| (mean over RGB)")
+    return fig
+
+
 # --- charts: training curves, position embeddings, the curriculum, encoder compute ----------------------
 def plot_curves(records, keys: Sequence[str] = ("loss",), x: str = "step") -> Figure:
     """Training curves, one panel per key. records: list of dicts (e.g. log lines) or dict of lists."""

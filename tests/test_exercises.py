@@ -57,14 +57,19 @@ def _einsum_patchify(eq: str):
 
 def test_check_patchify(capsys):
     _v(capsys, C.check_patchify(_not_yet), False, C.NOT_ATTEMPTED)
-    _v(capsys, C.check_patchify(patchify), True, "✓ patchify")
+    _v(capsys, C.check_patchify(patchify), False, "maelib.patches.patchify itself")
+    _v(capsys, C.check_patchify(lambda x, p: patchify(x, p)), False, "called maelib.patches.patchify")
     _v(capsys, C.check_patchify(_einsum_patchify("nchpwq->nhwpqc")), True)
     _v(capsys, C.check_patchify(_einsum_patchify("nchpwq->nhwcpq")), False, "(c, p, q)")
     _v(capsys, C.check_patchify(_einsum_patchify("nchpwq->nwhpqc")), False, "column-major")
     _v(capsys, C.check_patchify(lambda x, p: x.reshape(x.shape[0], -1, p * p * 3)), False, "plain reshape")
-    _v(capsys, C.check_patchify(lambda x, p: patchify(x, p).reshape(2, 6, 3, -1)), False,
+    mine = _einsum_patchify("nchpwq->nhwpqc")
+    _v(capsys, C.check_patchify(lambda x, p: mine(x, p).reshape(2, 6, 3, -1)), False,
              "shape (2, 6, 3, 64)", "flatten each patch")
-    _v(capsys, C.check_patchify(lambda x, p: patchify(x, p) + 1), False, "not the image's patches")
+    _v(capsys, C.check_patchify(lambda x, p: mine(x, p) + 1), False, "not the image's patches")
+    import maelib
+
+    assert maelib.patchify is patchify, "the block is lifted after the check"
     _v(capsys, C.check_patchify(lambda x, p: None), False, "forget `return`")
 
 
@@ -134,7 +139,8 @@ def _band(grid, ratio, flipped, rows=None, top=None, cols=False):
 
 def test_check_block_mask(capsys):
     _v(capsys, C.check_block_mask(_not_yet), False, C.NOT_ATTEMPTED)
-    _v(capsys, C.check_block_mask(lambda g, r, f: block_mask(1, g, r, flipped=f)[0]), True)
+    _v(capsys, C.check_block_mask(lambda g, r, f: block_mask(1, g, r, flipped=f)[0]), False,
+             "called maelib.masking.block_mask")
     _v(capsys, C.check_block_mask(_band), True)
     _v(capsys, C.check_block_mask(lambda g, r, f: 1 - _band(g, r, f)), False, "KEPT")
     _v(capsys, C.check_block_mask(lambda g, r, f: _band(g, r, f, top=True)), False,
@@ -182,8 +188,9 @@ def _psnr(pred, target, mask, *, channels=True, peak=1.0):
 
 def test_check_masked_psnr(capsys):
     _v(capsys, C.check_masked_psnr(_not_yet), False, C.NOT_ATTEMPTED)
-    _v(capsys, C.check_masked_psnr(masked_psnr), True, "dB over the masked pixels")
-    _v(capsys, C.check_masked_psnr(_psnr), True)
+    _v(capsys, C.check_masked_psnr(masked_psnr), False, "itself")
+    _v(capsys, C.check_masked_psnr(lambda *a: masked_psnr(*a)), False, "called maelib.metrics.masked_psnr")
+    _v(capsys, C.check_masked_psnr(_psnr), True, "dB over the masked pixels")
     _v(capsys, C.check_masked_psnr(lambda *a: _psnr(*a).mean()), True)
     _v(capsys, C.check_masked_psnr(lambda p, t, m: _psnr(p, t, torch.ones_like(m))), False, "all pixels")
     _v(capsys, C.check_masked_psnr(lambda p, t, m: _psnr(p, t, 1 - m)), False, "visible pixels")
@@ -296,13 +303,23 @@ def test_check_norm_pix_target(capsys):
     _v(capsys, C.check_norm_pix_target(lambda t: ref(t)[..., :3]), False, "shape")
 
 
+def _sincos(d, grid, cls_token=False):
+    import numpy as np
+
+    omega = 1.0 / 10000 ** (np.arange(d // 4) / (d / 4))
+    i, j = np.meshgrid(np.arange(grid[0]), np.arange(grid[1]), indexing="ij")
+    cols, rows = np.outer(j.reshape(-1), omega), np.outer(i.reshape(-1), omega)
+    table = np.concatenate([np.sin(cols), np.cos(cols), np.sin(rows), np.cos(rows)], axis=1)
+    return np.concatenate([np.zeros((1, d)), table]) if cls_token else table
+
+
 def test_check_sincos_table(capsys):
     from maelib.pos_embed import get_2d_sincos_pos_embed
 
-    _v(capsys, C.check_sincos_table(lambda d, g: get_2d_sincos_pos_embed(d, g)), True, "columns")
-    _v(capsys, C.check_sincos_table(lambda d, g: get_2d_sincos_pos_embed(d, g, cls_token=True)), False,
-       "cls row")
-    half = lambda d, g: get_2d_sincos_pos_embed(d, g)  # noqa: E731
+    _v(capsys, C.check_sincos_table(_sincos), True, "columns")
+    _v(capsys, C.check_sincos_table(lambda d, g: get_2d_sincos_pos_embed(d, g)), False, "called maelib")
+    _v(capsys, C.check_sincos_table(lambda d, g: _sincos(d, g, cls_token=True)), False, "cls row")
+    half = _sincos
     _v(capsys, C.check_sincos_table(lambda d, g: torch.cat([torch.as_tensor(half(d, g))[:, d // 2:],
                                                              torch.as_tensor(half(d, g))[:, :d // 2]], 1)),
        False, "halves are swapped")
@@ -386,3 +403,65 @@ def test_check_scaffold_spec(capsys):
     _v(capsys, C.check_scaffold_spec(lambda: "block:0.4,flipped,random_offset"), False, "moves the band")
     _v(capsys, C.check_scaffold_spec(lambda: "block=0.4"), False, "refused")
     _v(capsys, C.check_scaffold_spec(lambda: 0.4), False, "string")
+
+
+def test_check_forward_encoder_blocks_the_models_own_encoder(capsys, enc_model):
+    _v(capsys, C.check_forward_encoder(lambda m, x, r, n: m.forward_encoder(x, r, noise=n), enc_model), False,
+       "called model.forward_encoder")
+    assert "forward_encoder" not in enc_model.__dict__, "the model's method is restored"
+
+
+def test_check_random_masking_blocks_maelib(capsys):
+    import maelib
+
+    def reference(x, r, n):
+        return maelib.random_mask(x.shape[0], (1, x.shape[1]), r, noise=n)[0]
+
+    _v(capsys, C.check_random_masking(reference), False, "called maelib.masking.random_mask")
+
+
+def test_check_linear_to_conv_weight(capsys):
+    def right(w, c, p):
+        return w.reshape(w.shape[0], p, p, c).permute(0, 3, 1, 2)
+
+    _v(capsys, C.check_linear_to_conv_weight(_not_yet), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_linear_to_conv_weight(right), True, "same tokens")
+    _v(capsys, C.check_linear_to_conv_weight(lambda w, c, p: w.reshape(w.shape[0], c, p, p)), False,
+       "plain reshape")
+    _v(capsys, C.check_linear_to_conv_weight(lambda w, c, p: right(w, c, p).transpose(2, 3)), False,
+       "transposed")
+    _v(capsys, C.check_linear_to_conv_weight(lambda w, c, p: right(w, c, p)[:, :2]), False, "shape")
+    _v(capsys, C.check_linear_to_conv_weight(lambda w, c, p: right(w, c, p) * 2), False, "does not compute")
+
+
+def _gather(x, ids):
+    return torch.gather(x, 1, ids[..., None].expand(-1, -1, x.shape[-1]))
+
+
+def test_check_shuffle(capsys):
+    _v(capsys, C.check_shuffle(_not_yet), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_shuffle(lambda x, r: _gather(x, r.argsort(dim=1))), True, "patch order exactly")
+    _v(capsys, C.check_shuffle(_gather), False, "decoder's unshuffle")
+    _v(capsys, C.check_shuffle(lambda x, r: x), False, "patch order")
+    _v(capsys, C.check_shuffle(lambda x, r: _gather(x, r.argsort(dim=1)).flip(1)), False, "inverse of")
+    _v(capsys, C.check_shuffle(lambda x, r: x[:, :2]), False, "shape")
+
+
+def test_check_trainable_by_part(capsys, frozen_model):
+    def by_part(m, frozen=False, tensors=False, whole=False):
+        out = {}
+        for name, prm in m.named_parameters():
+            if prm.requires_grad or frozen:
+                key = name if whole else name.split(".")[0]
+                out[key] = out.get(key, 0) + (1 if tensors else prm.numel())
+        return out
+
+    _v(capsys, C.check_trainable_by_part(_not_yet, frozen_model), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_trainable_by_part(by_part, frozen_model), True, "trainable elements in")
+    _v(capsys, C.check_trainable_by_part(lambda m: by_part(m, frozen=True), frozen_model), False, "frozen")
+    _v(capsys, C.check_trainable_by_part(lambda m: by_part(m, tensors=True), frozen_model), False, "tensors")
+    _v(capsys, C.check_trainable_by_part(lambda m: by_part(m, whole=True), frozen_model), False,
+       "the parts are not")
+    _v(capsys, C.check_trainable_by_part(lambda m: {**by_part(m), "norm": 1}, frozen_model), False,
+       "differ for norm")
+    _v(capsys, C.check_trainable_by_part(lambda m: 12, frozen_model), False, "return a dict")

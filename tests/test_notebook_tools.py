@@ -88,3 +88,30 @@ def test_the_old_module_name_still_runs_the_tool():
 
     assert old.SOLUTION_TAG == nt.SOLUTION_TAG
     assert old.has_checker_output(nbformat.v4.new_code_cell("x")) is False
+
+
+def test_student_copies_drop_outputs_that_answer_a_prediction():
+    nb = _nb()
+    reveal = nbformat.v4.new_code_cell("print(schedule)", metadata={"tags": [nt.REVEALS_TAG]})
+    reveal.outputs = [nbformat.v4.new_output("stream", text="epoch 7: block 0.35\n")]
+    reveal.execution_count = 3
+    keep = nbformat.v4.new_code_cell("print(1)")
+    keep.outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    nb.cells += [reveal, keep]
+    out = nt.strip_solutions(nb)
+    assert out.cells[-2].outputs == [] and out.cells[-2].execution_count is None
+    assert out.cells[-2].source == "print(schedule)", "the learner can still run the cell"
+    assert "epoch 7" not in nbformat.writes(out)
+    assert out.cells[-1].outputs[0]["text"] == "1\n"
+    assert nb.cells[-2].outputs, "the original notebook keeps its outputs"
+
+
+def test_student_copies_of_the_notebooks_say_nothing_false_or_revealing(tmp_path):
+    paths = sorted((ROOT / "notebooks").glob("0[1-7]_*.ipynb"))
+    for path in nt.write_student_copies(paths, tmp_path):
+        text = path.read_text()
+        assert "reference implementation is used below" not in text, path.name
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if nt.REVEALS_TAG in cell.metadata.get("tags", []):
+                assert not cell.get("outputs"), f"{path.name}: a stored output answers a prediction"

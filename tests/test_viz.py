@@ -224,3 +224,30 @@ def test_plot_label_maps_legend_lists_the_classes_present():
     assert len(fig.axes) == 4
     with pytest.raises(ValueError, match="same length"):
         viz.plot_label_maps(imgs, labs[:1])
+
+
+def test_plot_error_heatmap_shows_the_error_inside_the_outlined_mask():
+    g = torch.Generator().manual_seed(0)
+    original = torch.rand(2, 3, 16, 24, generator=g)
+    pm = torch.zeros(2, 1, 16, 24)
+    pm[:, :, 8:, 4:20] = 1
+    filled = original * (1 - pm) + 0.5 * pm
+    fig = viz.plot_error_heatmap(original, filled, pm, titles=["a", "b"])
+    assert isinstance(fig, Figure)
+    maps = [ax.images[0].get_array() for ax in fig.axes[2:6:3]]
+    want = (filled - original).abs().mean(1)
+    for m, w in zip(maps, want):
+        assert np.allclose(np.asarray(m), w.numpy(), atol=1e-6)
+        assert np.asarray(m)[:8].max() == 0.0, "no error outside the mask"
+    assert [ax.get_title() for ax in fig.axes[2:6:3]] == ["a", "b"]
+    assert any(ax.get_label() == "<colorbar>" for ax in fig.axes), "a colour bar"
+    assert len(fig.axes[1].collections) >= 1 and len(fig.axes[2].collections) >= 1, "the mask is outlined"
+    assert len(_png(fig)) > 1000
+    one = viz.plot_error_heatmap(original[0], filled[0], pm[0, 0], vmax=1.0)
+    assert one.axes[2].images[0].get_clim() == (0.0, 1.0)
+    with pytest.raises(ValueError, match="same number of samples"):
+        viz.plot_error_heatmap(original, filled[:1], pm)
+    with pytest.raises(ValueError, match="height and width"):
+        viz.plot_error_heatmap(original, filled, torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="titles"):
+        viz.plot_error_heatmap(original, filled, pm, titles=["a"])

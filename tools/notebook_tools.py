@@ -16,6 +16,7 @@ from pathlib import Path
 from maelib._io import atomic_write_text
 
 SOLUTION_TAG = "solution"
+REVEALS_TAG = "reveals-prediction"   # a cell whose stored output answers a "predict, then run" question
 STUDENT_STUB = "# The solution is not part of the student copy: write your own in the exercise cell above."
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,12 +79,14 @@ def has_checker_output(cell) -> bool:
 
 def strip_solutions(nb):
     """Return a copy of ``nb`` for students: cells tagged ``solution`` are replaced by a stub and lose their
-    outputs, and checker cells lose their stored verdicts (they were computed with the reference solution)."""
+    outputs, checker cells lose their stored verdicts (they were computed with the reference solution), and
+    cells tagged ``reveals-prediction`` lose the outputs that would answer a prediction before it is made."""
     import copy
 
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
-        if cell.cell_type == "code" and has_checker_output(cell):
+        reveals = REVEALS_TAG in cell.get("metadata", {}).get("tags", [])
+        if cell.cell_type == "code" and (has_checker_output(cell) or reveals):
             cell.outputs = []
             cell.execution_count = None
         if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
