@@ -12,6 +12,7 @@ import torch
 
 from .patches import (
     check_images,
+    check_number,
     check_pixel_mask,
     grid_size,
     paste_visible,
@@ -25,7 +26,7 @@ Baseline = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def _check(images: torch.Tensor, pixel_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate inputs; returns images `(N, 3, H, W)` float and the mask as bool `(N, 1, H, W)`."""
-    check_images(images, "images", channels=3, finite=True)
+    check_images(images, "images", channels=3, finite=True, unit_range=True, range_tol=1e-3)
     return images.float(), check_pixel_mask(pixel_mask, images)
 
 
@@ -52,8 +53,7 @@ def mean_fill(images: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
 def _cv2_inpaint(images: torch.Tensor, pixel_mask: torch.Tensor, radius: float, method: str) -> torch.Tensor:
     import cv2
 
-    if radius <= 0:
-        raise ValueError(f"radius must be positive, got {radius}")
+    radius = check_number(radius, "radius", low=0.0, low_open=True)
     flag = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}[method]
     x, m = _check(images, pixel_mask)
     src = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
@@ -109,9 +109,8 @@ def nearest_patch(images: torch.Tensor, pixel_mask: torch.Tensor,
         `(N, 3, H, W)`.
     """
     x, m = _check(images, pixel_mask)
-    p = infer_patch_size(m) if patch_size is None else int(patch_size)
-    if p < 1:
-        raise ValueError(f"patch_size must be >= 1, got {patch_size}")
+    p = infer_patch_size(m) if patch_size is None else check_number(patch_size, "patch_size", low=1,
+                                                                       integer=True)
     gh, gw = grid_size(tuple(x.shape[-2:]), p)
     masked = pixel_mask_to_patch_mask(m.float(), p, threshold=0.0)
     if (masked.all(dim=1)).any():

@@ -26,6 +26,8 @@ def _prepare(images: torch.Tensor, model: MaskedAutoencoderViT) -> torch.Tensor:
     x = images.unsqueeze(0) if isinstance(images, torch.Tensor) and images.ndim == 3 else images
     check_images(x, "images", channels=model.in_chans, nonempty=True, floating=True, finite=True,
                  unit_range=True)
+    if min(x.shape[-2:]) < 1:
+        raise ValueError(f"images must have H, W >= 1, got shape {tuple(images.shape)}")
     device = next(model.parameters()).device
     x = x.to(device, torch.float32)
     if tuple(x.shape[-2:]) != tuple(model.config.img_size):
@@ -58,11 +60,17 @@ def reconstruct(model: MaskedAutoencoderViT, images: torch.Tensor, mask_mode: st
     """
     if not isinstance(model, MaskedAutoencoderViT):
         raise TypeError(f"model must be a MaskedAutoencoderViT, got {type(model).__name__}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {generator!r} "
+                        f"(use torch.Generator().manual_seed({generator!r}) for a seed)")
     x = _prepare(images, model)
     n, device, p, grid = x.shape[0], x.device, model.patch_size, model.grid_size
     if mask is not None:
         if not isinstance(mask, torch.Tensor):
             raise TypeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
+        if mask.ndim not in (1, 2, 3) or mask.numel() == 0:
+            raise ValueError(f"mask must have shape (L,), (N, L) or (N, gh, gw) with L = "
+                             f"{grid[0] * grid[1]}, got {tuple(mask.shape)}")
         mask = mask.to(device)
         mask = mask.unsqueeze(0) if mask.ndim == 1 else mask
         mask = mask.expand(n, *mask.shape[1:]) if mask.shape[0] == 1 else mask

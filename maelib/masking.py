@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from .patches import Size2, check_int, to_2tuple
+from .patches import Size2, check_int, check_number, to_2tuple
 
 MASK_MODES = ("random", "block", "block_bbox", "combined", "given")
 
@@ -274,10 +274,16 @@ def ids_from_mask(mask: torch.Tensor, noise: torch.Tensor | None = None) -> tupl
     if not isinstance(mask, torch.Tensor) or mask.ndim != 2:
         raise ValueError(f"mask must be a tensor of shape (N, L), got {getattr(mask, 'shape', type(mask))}")
     n, length = mask.shape
-    mask = mask.bool()
+    if mask.dtype != torch.bool:
+        if mask.is_complex() or not torch.all((mask == 0) | (mask == 1)):
+            raise ValueError("mask must be boolean or contain only 0 and 1 (1 = masked), got other values")
+        mask = mask.bool()
     counts = _equal_counts(mask)
     if noise is None:
         order = torch.arange(length, device=mask.device).expand(n, length)
+    elif not isinstance(noise, torch.Tensor):
+        raise TypeError(f"noise must be a torch.Tensor of shape {tuple(mask.shape)}, got "
+                        f"{type(noise).__name__}")
     elif noise.shape != mask.shape:
         raise ValueError(f"noise must have the mask's shape {tuple(mask.shape)}, got {tuple(noise.shape)}")
     else:
@@ -323,13 +329,17 @@ def make_mask(
     noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     mask_ratio: float = 0.75, block_ratio: float = 0.5, random_ratio: float = 0.0, flipped: bool = False,
-    random_offset: bool = False, horizontal_random_offset: bool = False,
+    random_offset: bool = False, horizontal_random_offset: bool = False, **unknown,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Dispatch to a strategy by name (``MASK_MODES``); ``mask`` given means ``"given"``.
 
     Returns:
         mask `(N, L)` bool, and the ordering noise `(N, L)` or None (see :func:`ids_from_mask`).
+    Raises: TypeError naming an unknown keyword and the allowed ones.
     """
+    if unknown:
+        allowed = ["mask", "noise", "generator", "device", *_OPTION_NAMES]
+        raise TypeError(f"make_mask got unknown keyword(s) {sorted(unknown)}; allowed: {allowed}")
     if not isinstance(mask_mode, str):
         raise TypeError(f"mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
     if mask is not None or mask_mode == "given":
@@ -359,6 +369,11 @@ def make_mask(
 _FLAGS = ("flipped", "random_offset", "horizontal_random_offset")
 _SPEC_MODES = MASK_MODES[:-1]
 _OPTION_NAMES = ("mask_ratio", "block_ratio", "random_ratio", *_FLAGS)
+MODE_OPTIONS = {"random": ("mask_ratio",),  # the options each mode reads
+                 "block": ("block_ratio", "flipped", "random_offset"),
+                 "block_bbox": ("block_ratio", "flipped", "random_offset", "horizontal_random_offset"),
+                 "combined": ("block_ratio", "random_ratio", "flipped", "random_offset",
+                              "horizontal_random_offset")}
 
 
 def _fmt(x: float) -> str:
@@ -384,12 +399,21 @@ class MaskSpec:
     random_offset: bool = False
     horizontal_random_offset: bool = False
 
+    def __new__(cls, *args, **kwargs):
+        unknown = sorted(set(kwargs) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise TypeError(f"MaskSpec got unknown keyword(s) {unknown}; allowed: "
+                            f"{list(cls.__dataclass_fields__)}")
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
-        if self.mode not in _SPEC_MODES:
+        if not isinstance(self.mode, str) or self.mode not in _SPEC_MODES:
             raise ValueError(f"mode must be one of {_SPEC_MODES}, got {self.mode!r}")
         _check_ratio("mask_ratio", self.mask_ratio)
         _check_ratio("block_ratio", self.block_ratio)
         _check_ratio("random_ratio", self.random_ratio)
+        for flag in _FLAGS:
+            object.__setattr__(self, flag, _check_flag(flag, getattr(self, flag)))
         if self.mode == "combined" and self.block_ratio + self.random_ratio >= 1:
             raise ValueError(
                 f"block_ratio + random_ratio must be < 1, got {self.block_ratio} + {self.random_ratio}"
@@ -429,12 +453,7 @@ class MaskSpec:
     def options(self) -> dict:
         """Keyword options for :func:`make_mask` / ``model(imgs, **spec.options())``."""
         d = asdict(self)
-        keep = {"random": ("mode", "mask_ratio"),
-                "block": ("mode", "block_ratio", "flipped", "random_offset"),
-                "block_bbox": ("mode", "block_ratio", "flipped", "random_offset", "horizontal_random_offset"),
-                "combined": ("mode", "block_ratio", "random_ratio", "flipped", "random_offset",
-                             "horizontal_random_offset")}[self.mode]
-        out = {k: d[k] for k in keep}
+        out = {k: d[k] for k in ("mode", *MODE_OPTIONS[self.mode])}
         out["mask_mode"] = out.pop("mode")
         return out
 
@@ -451,6 +470,10 @@ class MaskSpec:
         unknown = sorted(set(options) - set(_OPTION_NAMES))
         if unknown:
             raise TypeError(f"unknown masking options {unknown}; allowed: {list(_OPTION_NAMES)}")
+        unused = sorted(set(options) - set(MODE_OPTIONS[mask_mode]))
+        if unused:
+            raise ValueError(f"mask_mode={mask_mode!r} does not use {unused}; its options are "
+                             f"{list(MODE_OPTIONS[mask_mode])}")
         for flag in _FLAGS:
             if flag in options:
                 options[flag] = _check_flag(flag, options[flag])
@@ -485,15 +508,13 @@ class CurriculumSchedule:
     horizontal_random_offset: bool = True
 
     def __post_init__(self) -> None:
-        if self.total_epochs < 1:
-            raise ValueError(f"total_epochs must be >= 1, got {self.total_epochs}")
-        if not 0 <= self.warmup_epochs <= self.total_epochs:
-            raise ValueError(f"warmup_epochs must be in [0, total_epochs], got {self.warmup_epochs}")
+        check_number(self.total_epochs, "total_epochs", low=1, integer=True)
+        check_number(self.warmup_epochs, "warmup_epochs", low=0, high=self.total_epochs, integer=True)
         _check_ratio("total_ratio", self.total_ratio)
         for name in ("block_start", "block_end"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= self.total_ratio:
-                raise ValueError(f"{name} must be in [0, total_ratio={self.total_ratio}], got {value}")
+            check_number(getattr(self, name), name, low=0.0, high=self.total_ratio)
+        for flag in ("flipped", "horizontal_random_offset"):
+            object.__setattr__(self, flag, _check_flag(flag, getattr(self, flag)))
 
     def block_ratio(self, epoch: float) -> float:
         """Block ratio at ``epoch`` (0 during warm-up)."""

@@ -20,12 +20,13 @@ import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from .norm import Normalization
-from .patches import check_images, check_pixel_mask, paste_visible
+from .patches import check_images, check_number, check_pixel_mask, paste_visible
 
 METRICS: tuple[str, ...] = ("masked_psnr", "psnr", "ssim", "lpips", "sharpness")
 LPIPS_NETS: dict[str, tuple[str, str]] = {"alex": ("alexnet", "AlexNet_Weights"),
                                           "vgg": ("vgg16", "VGG16_Weights")}
 _RANGE_TOL = 1e-3
+SSIM_WINDOW = 11
 
 
 def t_quantile_975(df: int) -> float:
@@ -54,9 +55,15 @@ class LPIPSUnavailableWarning(UserWarning):
 
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor,
-                names: tuple[str, str] = ("pred", "target")) -> None:
+                names: tuple[str, str] = ("pred", "target"), data_range: float | None = None) -> None:
+    """Both `(N, 3, H, W)` of one shape, finite; with ``data_range`` also in [0, data_range]."""
     for name, t in zip(names, (pred, target)):
-        check_images(t, name, channels=3)
+        check_images(t, name, channels=3, finite=True)
+        if data_range is not None and t.numel():
+            lo, hi = float(t.min()), float(t.max())
+            if lo < -_RANGE_TOL * data_range or hi > data_range * (1 + _RANGE_TOL):
+                raise ValueError(f"{name} must be in [0, data_range={data_range:g}], got values in "
+                                 f"[{lo:.4g}, {hi:.4g}] (images in [0, 255] need data_range=255)")
     if pred.shape != target.shape:
         raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got {tuple(pred.shape)} "
                          f"and {tuple(target.shape)}")
@@ -82,9 +89,8 @@ def masked_psnr(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tens
     Args: pred, target `(N, C, H, W)`; pixel_mask `(N, 1, H, W)` or `(N, H, W)`, 1 = masked.
     Returns: `(N,)` dB; ``nan`` for an image with no masked pixel, ``inf`` for an exact masked region.
     """
-    _check_pair(pred, target)
-    if data_range <= 0:
-        raise ValueError(f"data_range must be positive, got {data_range}")
+    data_range = check_number(data_range, "data_range", low=0.0, low_open=True)
+    _check_pair(pred, target, data_range=data_range)
     m = check_pixel_mask(pixel_mask, target).float()
     sq = (pred.double() - target.double()).pow(2) * m
     count = m.flatten(1).sum(1) * target.shape[1]
@@ -95,14 +101,20 @@ def masked_psnr(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tens
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Whole-image PSNR per image (torchmetrics). Args: `(N, C, H, W)`. Returns: `(N,)` dB."""
-    _check_pair(pred, target)
+    data_range = check_number(data_range, "data_range", low=0.0, low_open=True)
+    _check_pair(pred, target, data_range=data_range)
     return peak_signal_noise_ratio(pred.float(), target.float(), data_range=data_range, reduction="none",
                                    dim=(1, 2, 3)).reshape(-1)
 
 
 def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """SSIM per image (torchmetrics, 11x11 Gaussian window). Args: `(N, C, H, W)`. Returns: `(N,)`."""
-    _check_pair(pred, target)
+    """SSIM per image (torchmetrics, 11x11 Gaussian window). Args: `(N, C, H, W)`, H and W >= 11.
+    Returns: `(N,)`."""
+    data_range = check_number(data_range, "data_range", low=0.0, low_open=True)
+    _check_pair(pred, target, data_range=data_range)
+    if min(pred.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"ssim needs pred and target of at least {SSIM_WINDOW}x{SSIM_WINDOW} px (its "
+                         f"Gaussian window), got {tuple(pred.shape[-2:])}")
     return structural_similarity_index_measure(pred.float(), target.float(), data_range=data_range,
                                                reduction="none").reshape(-1)
 

@@ -17,7 +17,7 @@ from timm.models.vision_transformer import Block
 
 from .masking import MaskSpec, apply_mask, make_mask, take_tokens
 from .norm import Normalization
-from .patches import check_images, grid_size, patchify, to_2tuple, unpatchify
+from .patches import check_images, check_number, grid_size, patchify, to_2tuple, unpatchify
 from .pos_embed import get_2d_sincos_pos_embed
 
 # --- configuration -----------------------------------------------------------------------------------
@@ -50,16 +50,19 @@ class MAEConfig:
         grid_size(self.img_size, self.patch_size)
         for name in ("in_chans", "embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth",
                      "decoder_num_heads"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check_number(getattr(self, name), name, low=1, integer=True)
+        check_number(self.num_new_blocks, "num_new_blocks", low=0, integer=True)
+        check_number(self.mlp_ratio, "mlp_ratio", low=0.0, low_open=True)
+        if not isinstance(self.norm_pix_loss, bool):
+            raise TypeError(f"norm_pix_loss must be a bool, got {self.norm_pix_loss!r}")
+        if not isinstance(self.normalization, Normalization):
+            raise TypeError(f"normalization must be a Normalization, got {type(self.normalization).__name__}")
         if self.embed_dim % self.num_heads or self.decoder_embed_dim % self.decoder_num_heads:
             raise ValueError(
                 f"embed_dim / decoder_embed_dim must be divisible by num_heads / decoder_num_heads, got "
                 f"{self.embed_dim}/{self.num_heads} and {self.decoder_embed_dim}/{self.decoder_num_heads}"
             )
-        if self.num_new_blocks < 0:
-            raise ValueError(f"num_new_blocks must be >= 0, got {self.num_new_blocks}")
-        if self.loss not in LOSSES:
+        if not isinstance(self.loss, str) or self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
 
     def to_dict(self) -> dict:
@@ -397,8 +400,18 @@ class MaskedAutoencoderViT(nn.Module):
 
     def forward_decoder(self, x: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
         """Args: x `(N, 1+K, D)` latent, ids_restore `(N, L)`. Returns: pred `(N, L, p*p*C)`."""
+        length = self.grid_size[0] * self.grid_size[1]
+        d = self.config.embed_dim
+        if (not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[2] != d
+                or not 1 <= x.shape[1] <= length + 1):
+            raise ValueError(f"x must be the latent (N, 1+K, {d}) with K <= L = {length}, got "
+                             f"{tuple(getattr(x, 'shape', ())) or type(x).__name__}")
+        if (not isinstance(ids_restore, torch.Tensor) or tuple(ids_restore.shape) != (x.shape[0], length)
+                or ids_restore.is_floating_point()):
+            raise ValueError(f"ids_restore must be an integer tensor of shape ({x.shape[0]}, {length}), got "
+                             f"{tuple(getattr(ids_restore, 'shape', ())) or type(ids_restore).__name__}")
         x = self.decoder_embed(x)
-        n, length = ids_restore.shape
+        n = x.shape[0]
         mask_tokens = self.mask_token.expand(n, length + 1 - x.shape[1], -1)
         x_ = torch.cat([x[:, 1:], mask_tokens], dim=1)
         x_ = take_tokens(x_, ids_restore)
@@ -413,6 +426,13 @@ class MaskedAutoencoderViT(nn.Module):
         Args: imgs `(N, C, H, W)`, pred `(N, L, p*p*C)`, mask `(N, L)` (1 = masked). Returns: scalar.
         """
         target = self.patchify(imgs)
+        if not isinstance(pred, torch.Tensor) or tuple(pred.shape) != tuple(target.shape):
+            raise ValueError(f"pred must have shape {tuple(target.shape)} (N, L, p*p*C) for imgs of shape "
+                             f"{tuple(imgs.shape)}, got "
+                             f"{tuple(getattr(pred, 'shape', ())) or type(pred).__name__}")
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(target.shape[:2]):
+            raise ValueError(f"mask must have shape {tuple(target.shape[:2])} (N, L), got "
+                             f"{tuple(getattr(mask, 'shape', ())) or type(mask).__name__}")
         if self.config.norm_pix_loss:
             mean = target.mean(dim=-1, keepdim=True)
             var = target.var(dim=-1, keepdim=True)

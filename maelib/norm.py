@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .patches import check_number
+
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
@@ -22,6 +24,14 @@ class Normalization:
     std: tuple[float, ...] = IMAGENET_STD
 
     def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)) or not values:
+                raise TypeError(f"{name} must be a non-empty tuple of numbers (one per channel), "
+                                f"got {values!r}")
+            for v in values:
+                check_number(v, name)
+            object.__setattr__(self, name, tuple(float(v) for v in values))
         if len(self.mean) != len(self.std):
             raise ValueError(
                 f"mean and std must have the same length, got {len(self.mean)} and {len(self.std)}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 
 import torch
@@ -17,6 +19,38 @@ def check_int(value, name: str) -> int:
         return operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})") from None
+
+
+def check_number(value, name: str, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False, integer: bool = False) -> float:
+    """``value`` as a finite float (an int with ``integer``) in the interval ``low .. high``.
+
+    Args: name: the argument's name in the message; low / high: bounds (None: unbounded); low_open /
+        high_open: exclude the bound. Raises: TypeError naming ``name`` for a non-number (str, bool, None,
+        tensor of several values), ValueError naming it, its value and the interval for NaN, inf or a value
+        outside. Returns: the value as a float (an int with ``integer``).
+    """
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype != torch.bool:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        kind = "an int" if integer else "a number"
+        raise TypeError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
+    lo = "-inf" if low is None else f"{low:g}"
+    hi = "inf" if high is None else f"{high:g}"
+    left, right = "(" if low_open or low is None else "[", ")" if high_open or high is None else "]"
+    interval = f"{left}{lo}, {hi}{right}"
+    if integer:
+        if not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int in {interval}, got {value!r} ({type(value).__name__})")
+        out = int(value)
+    else:
+        out = float(value)
+        if not math.isfinite(out):
+            raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    if ((low is not None and (out < low or (low_open and out == low)))
+            or (high is not None and (out > high or (high_open and out == high)))):
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return out
 
 
 def to_2tuple(size: int | tuple[int, int] | list[int], name: str = "size") -> Size2:
@@ -132,8 +166,8 @@ def paste_visible(visible: torch.Tensor, fill: torch.Tensor, pixel_mask: torch.T
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if visible.ndim != 4 or fill.shape != visible.shape:
-        raise ValueError(f"visible and fill must be (N, C, H, W) of the same shape, got {tuple(visible.shape)} "
-                         f"and {tuple(fill.shape)}")
+        raise ValueError("visible and fill must be (N, C, H, W) of the same shape, got "
+                         f"{tuple(visible.shape)} and {tuple(fill.shape)}")
     m = check_pixel_mask(pixel_mask, visible)
     return torch.where(m, fill.to(visible.dtype), visible)
 

@@ -6,11 +6,15 @@ import numpy as np
 import torch
 from timm.layers import resample_abs_pos_embed
 
-from .patches import Size2, to_2tuple
+from .patches import Size2, check_int, check_number, to_2tuple
 
 
 def get_1d_sincos_pos_embed_from_grid(embed_dim: int, pos: np.ndarray) -> np.ndarray:
     """Args: embed_dim D (even), pos `(M,)`. Returns: `(M, D)` as [sin | cos]."""
+    embed_dim = check_number(embed_dim, "embed_dim", low=2, integer=True)
+    pos = np.asarray(pos, dtype=np.float64)
+    if not np.isfinite(pos).all():
+        raise ValueError("pos must be finite, got NaN or infinite positions")
     if embed_dim % 2:
         raise ValueError(f"embed_dim must be even, got {embed_dim}")
     omega = np.arange(embed_dim // 2, dtype=np.float64) / (embed_dim / 2.0)
@@ -29,6 +33,7 @@ def get_2d_sincos_pos_embed(embed_dim: int, grid_size: int | Size2, cls_token: b
     Returns:
         `(gh*gw [+1], D)`; first half of D encodes the column (w), second half the row (h).
     """
+    embed_dim = check_number(embed_dim, "embed_dim", low=4, integer=True)
     if embed_dim % 4:
         raise ValueError(f"embed_dim must be divisible by 4, got {embed_dim}")
     gh, gw = to_2tuple(grid_size, "grid_size")
@@ -56,6 +61,14 @@ def interpolate_pos_embed(
         `(1, P + gh'*gw', D)` in ``pos_embed``'s dtype.
     """
     old_grid, new_grid = to_2tuple(old_grid, "old_grid"), to_2tuple(new_grid, "new_grid")
+    if not isinstance(pos_embed, torch.Tensor):
+        raise TypeError(f"pos_embed must be a torch.Tensor (1, P + gh*gw, D), got {type(pos_embed).__name__} "
+                        "(for a NumPy table use torch.from_numpy(table)[None])")
+    if not pos_embed.is_floating_point():
+        raise TypeError(f"pos_embed must be a floating tensor, got dtype {pos_embed.dtype}")
+    num_prefix_tokens = check_int(num_prefix_tokens, "num_prefix_tokens")
+    if num_prefix_tokens < 0:
+        raise ValueError(f"num_prefix_tokens must be >= 0, got {num_prefix_tokens}")
     if pos_embed.ndim != 3 or pos_embed.shape[1] != num_prefix_tokens + old_grid[0] * old_grid[1]:
         raise ValueError(
             f"pos_embed of shape {tuple(pos_embed.shape)} does not match old_grid {old_grid} "

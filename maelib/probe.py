@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .model import MaskedAutoencoderViT
-from .patches import check_images, patchify
+from .patches import check_images, check_number, patchify
 
 READOUTS = ("linear", "mlp")
 
@@ -38,12 +38,14 @@ def patch_labels(labels: torch.Tensor, patch_size: int, num_classes: int = 13) -
     if not isinstance(labels, torch.Tensor) or labels.ndim != 3 or labels.is_floating_point():
         raise TypeError(f"labels must be an integer tensor (N, H, W), got "
                         f"{type(labels).__name__} {tuple(getattr(labels, 'shape', ()))}")
-    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+    num_classes = check_number(num_classes, "num_classes", low=1, integer=True)
+    patch_size = check_number(patch_size, "patch_size", low=1, integer=True)
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(f"labels must be in 0..{num_classes - 1}, got values "
                          f"{int(labels.min())}..{int(labels.max())}")
     onehot = F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float()      # (N, K, H, W)
     counts = patchify(onehot, patch_size)                                          # (N, L, p*p*K)
-    counts = counts.reshape(*counts.shape[:2], -1, num_classes).sum(2)             # (N, L, K)
+    counts = counts.reshape(*counts.shape[:2], patch_size**2, num_classes).sum(2)  # (N, L, K)
     counts[..., 0] = 0
     out = counts.argmax(-1)
     return torch.where(counts.sum(-1) > 0, out, torch.zeros_like(out))
@@ -66,16 +68,17 @@ def encoder_features(model: MaskedAutoencoderViT, images: torch.Tensor, batch_si
     """
     if not isinstance(model, MaskedAutoencoderViT):
         raise TypeError(f"model must be a MaskedAutoencoderViT, got {type(model).__name__}")
-    check_images(images, "images", channels=model.in_chans, size=model.config.img_size, unit_range=True)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_images(images, "images", channels=model.in_chans, size=model.config.img_size, finite=True,
+                 unit_range=True)
+    batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
+    stack = [*model.blocks, *model.new_blocks]
+    if blocks is not None:
+        blocks = check_number(blocks, "blocks (the encoder's blocks, or None)", low=0, high=len(stack),
+                              integer=True)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     norm = model.config.normalization
-    stack = [*model.blocks, *model.new_blocks]
-    if blocks is not None and not 0 <= blocks <= len(stack):
-        raise ValueError(f"blocks must be in 0..{len(stack)} (the encoder's blocks) or None, got {blocks}")
 
     def run(x: torch.Tensor) -> torch.Tensor:
         x = norm.normalize(x.to(device))
@@ -174,6 +177,19 @@ def _fit(module: nn.Module, n: int, batch_loss, epochs: int, batch_size: int, lr
     return module.eval()
 
 
+def _check_features(features: torch.Tensor, name: str) -> None:
+    """A finite floating tensor `(..., D)` with D >= 1; TypeError / ValueError naming ``name``."""
+    if not isinstance(features, torch.Tensor) or not features.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor (N, L, D) or (M, D), got "
+                        f"{getattr(features, 'dtype', type(features).__name__)}")
+    if features.ndim < 2 or features.shape[-1] < 1:
+        raise ValueError(f"{name} must have shape (N, L, D) or (M, D), got {tuple(features.shape)}")
+    if not torch.isfinite(features).all():
+        bad = int((~torch.isfinite(features)).any(-1).sum())
+        raise ValueError(f"{name} contain NaN or infinite values ({bad} item(s)); a probe trained on them "
+                         "would learn NaN weights")
+
+
 def train_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int = 13, readout: str = "linear",
                 epochs: int = 30, batch_size: int = 1024, lr: float = 3e-3, weight_decay: float = 1e-4,
                 seed: int = 0) -> Probe:
@@ -182,6 +198,11 @@ def train_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int =
     Items labelled 0 (unknown) are left out. Args: features `(N, L, D)` or `(M, D)`; labels `(N, L)` or
     `(M,)`; seed drives the initialisation and the batch order. Returns: the trained probe (eval mode).
     """
+    _check_features(features, "features")
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
+        raise TypeError(f"labels must be an integer tensor, got "
+                        f"{getattr(labels, 'dtype', type(labels).__name__)}")
+    num_classes = check_number(num_classes, "num_classes", low=2, integer=True)
     x, y = features.reshape(-1, features.shape[-1]).float(), labels.reshape(-1).long()
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"features and labels must have as many items, got {x.shape[0]} and {y.shape[0]}")
@@ -201,6 +222,10 @@ def train_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int =
 @torch.no_grad()
 def predict(probe: Probe, features: torch.Tensor) -> torch.Tensor:
     """Args: features `(N, L, D)` or `(M, D)`. Returns: the predicted classes, `(N, L)` or `(M,)`."""
+    _check_features(features, "features")
+    dim = probe.norm.num_features
+    if features.shape[-1] != dim:
+        raise ValueError(f"features have width {features.shape[-1]} but the probe was trained on width {dim}")
     return probe(features.reshape(-1, features.shape[-1]).float()).argmax(-1).reshape(features.shape[:-1])
 
 
@@ -219,6 +244,9 @@ def majority_score(train_labels: torch.Tensor, test_labels: torch.Tensor) -> flo
     y = y[y > 0]
     t = test_labels.reshape(-1)
     t = t[t > 0]
+    for name, v in (("train_labels", y), ("test_labels", t)):
+        if v.numel() == 0:
+            raise ValueError(f"{name} has no labelled item (every label is 0, unknown): nothing to score")
     guess = torch.bincount(y).argmax()
     return balanced_accuracy(torch.full_like(t, int(guess)), t)
 
@@ -226,6 +254,13 @@ def majority_score(train_labels: torch.Tensor, test_labels: torch.Tensor) -> flo
 def score_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
                 test_labels: torch.Tensor, readout: str = "linear", **train_options) -> float:
     """Train on the training patches, return the balanced accuracy on the labelled test patches."""
+    for name, f in (("train_features", train_features), ("test_features", test_features)):
+        _check_features(f, name)
+    if train_features.shape[-1] != test_features.shape[-1]:
+        raise ValueError(f"train_features and test_features must have the same width D, got "
+                         f"{train_features.shape[-1]} and {test_features.shape[-1]}")
+    if (test_labels.reshape(-1) > 0).sum() == 0:
+        raise ValueError("test_labels has no labelled item (every label is 0, unknown): nothing to score")
     probe = train_probe(train_features, train_labels, readout=readout, **train_options)
     t = test_labels.reshape(-1)
     pred = predict(probe, test_features).reshape(-1)
@@ -264,6 +299,7 @@ def train_last_block(model: MaskedAutoencoderViT, tokens: torch.Tensor, labels: 
     Args: tokens `(N, 1+L, D)` entering the last block; labels `(N, L)`; batch_size in images; seed drives
     the head's initialisation and the batch order. Returns: the trained probe (eval mode).
     """
+    _check_features(tokens, "tokens")
     if tokens.ndim != 3 or labels.shape != (tokens.shape[0], tokens.shape[1] - 1):
         raise ValueError(f"tokens must be (N, 1+L, D) and labels (N, L), got {tuple(tokens.shape)} and "
                          f"{tuple(labels.shape)}")

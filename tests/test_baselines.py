@@ -123,3 +123,19 @@ def test_bad_input(name):
 def test_everything_masked_is_an_error(name):
     with pytest.raises(ValueError, match="pixel_mask|visible"):
         BASELINES[name](torch.rand(1, 3, 32, 32), torch.ones(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize("radius, exc", [(float("nan"), ValueError), (float("inf"), ValueError),
+                                         (-1.0, ValueError), ("3", TypeError)])
+def test_inpaint_radius_is_checked(radius, exc):
+    x, m = torch.rand(1, 3, 16, 16), torch.zeros(1, 1, 16, 16)
+    m[..., 4:8, 4:8] = 1
+    with pytest.raises(exc, match="radius"):
+        inpaint_telea(x, m, radius=radius)
+
+
+def test_baseline_images_out_of_range_are_refused():
+    m = torch.zeros(1, 1, 16, 16)
+    m[..., 4:8, 4:8] = 1
+    with pytest.raises(ValueError, match="images"):
+        mean_fill(torch.rand(1, 3, 16, 16) * 255, m)

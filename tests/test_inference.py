@@ -152,6 +152,14 @@ BAD_INPUTS = [
     ("reconstruct_mask_all", lambda m, t: reconstruct(m, imgs(), mask=torch.ones(1, 16)), ValueError, "mask"),
     ("reconstruct_block_none", lambda m, t: reconstruct(m, imgs(), mask_mode="block", block_ratio=0.1),
      ValueError, "block_ratio"),
+    ("reconstruct_empty_image", lambda m, t: reconstruct(m, torch.rand(1, 3, 0, 0)), ValueError, "images"),
+    ("reconstruct_mask_0d", lambda m, t: reconstruct(m, imgs(), mask=torch.tensor(True)), ValueError, "mask"),
+    ("reconstruct_generator_int", lambda m, t: reconstruct(m, imgs(), generator=0), TypeError, "generator"),
+    ("reconstruct_unused_option", lambda m, t: reconstruct(m, imgs(), "block", mask_ratio=0.3), ValueError,
+     "mask_ratio"),
+    ("reconstruct_unused_names_mode", lambda m, t: reconstruct(m, imgs(), "block", mask_ratio=0.3),
+     ValueError, "'block'"),
+    ("reconstruct_typo", lambda m, t: reconstruct(m, imgs(), mask_ratoi=0.3), TypeError, "mask_ratoi"),
 ]
 
 

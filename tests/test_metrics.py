@@ -263,3 +263,55 @@ def test_lpips_allow_download_fails_cleanly_offline(offline):
 def test_lpips_rejects_unknown_net():
     with pytest.raises(ValueError, match="net"):
         LPIPSMetric("squeezy")
+
+
+# --- bad inputs: an error, never a NaN / inf / out-of-scale number --------------------------------------------
+def _hole(n=2, size=32):
+    m = torch.zeros(n, 1, size, size)
+    m[..., 8:24, 8:24] = 1
+    return m
+
+
+@pytest.mark.parametrize("fn", [masked_psnr, compute_metrics])
+def test_nan_inputs_are_refused(fn):
+    x = _rand()
+    bad = x.clone()
+    bad[0, 0, 10, 10] = math.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fn(bad, x, _hole())
+    with pytest.raises(ValueError, match="NaN"):
+        fn(x, bad, _hole())
+
+
+def test_masked_psnr_refuses_0_255_images():
+    x, y = _rand(seed=0), _rand(seed=1)
+    with pytest.raises(ValueError, match="data_range"):
+        masked_psnr(x * 255, y * 255, _hole())
+    assert torch.isfinite(masked_psnr(x * 255, y * 255, _hole(), data_range=255.0)).all()
+
+
+@pytest.mark.parametrize("value, exc", [(math.nan, ValueError), (math.inf, ValueError), (0.0, ValueError),
+                                        ("1", TypeError)])
+@pytest.mark.parametrize("fn", ["masked_psnr", "psnr", "ssim"])
+def test_data_range_is_checked(fn, value, exc):
+    x = _rand()
+    args = (x, x, _hole()) if fn == "masked_psnr" else (x, x)
+    with pytest.raises(exc, match="data_range"):
+        {"masked_psnr": masked_psnr, "psnr": psnr, "ssim": ssim}[fn](*args, data_range=value)
+
+
+def test_ssim_small_images_is_a_clear_error():
+    x = _rand(size=4)
+    with pytest.raises(ValueError, match="11"):
+        ssim(x, x)
+
+
+def test_lpips_nan_input_is_refused(torch_home):
+    lp = LPIPSMetric("alex", warn=False)
+    if not lp.available:
+        pytest.skip(lp.reason)
+    x = _rand()
+    bad = x.clone()
+    bad[0, 0, 0, 0] = math.nan
+    with pytest.raises(ValueError, match="NaN"):
+        lp(bad, x)

@@ -7,7 +7,7 @@ import torch
 from bad_inputs import NAN, assert_clear_error, parametrize, small_model
 from bad_inputs import imgs as small_imgs
 
-from maelib.masking import MASK_MODES, MaskSpec
+from maelib.masking import MASK_MODES, MODE_OPTIONS, MaskSpec
 from maelib.model import (
     BLOCK_PARAMS,
     DECODER_TOP,
@@ -89,7 +89,8 @@ def mask_options(mode: str, n: int, grid: tuple[int, int], seed: int = 0) -> dic
         length = grid[0] * grid[1]
         perm = torch.rand(n, length, generator=g).argsort(1)
         return dict(mask=torch.zeros(n, length).scatter(1, perm[:, : length // 3], 1.0))
-    return dict(mask_ratio=0.6, block_ratio=0.3, random_ratio=0.3, generator=g, horizontal_random_offset=True)
+    every = dict(mask_ratio=0.6, block_ratio=0.3, random_ratio=0.3, horizontal_random_offset=True)
+    return {**{k: v for k, v in every.items() if k in MODE_OPTIONS[mode]}, "generator": g}
 
 
 # --- factories --------------------------------------------------------------------------------------
@@ -433,6 +434,21 @@ BAD_INPUTS = [
     ("factory_img_float", lambda m, t: mae_vit_tiny_patch8(img_size=32.5), TypeError, "img_size"),
     ("config_loss", lambda m, t: MAEConfig(loss="l3"), ValueError, "loss"),
     ("create_model_name", lambda m, t: create_model("vit_giant"), ValueError, "model name"),
+    ("decoder_short_ids",
+     lambda m, t: m.forward_decoder(torch.zeros(2, 5, 192), torch.arange(8).expand(2, 8)),
+     ValueError, "ids_restore"),
+    ("decoder_latent_width",
+     lambda m, t: m.forward_decoder(torch.zeros(2, 5, 7), torch.arange(16).expand(2, 16)),
+     ValueError, "x must"),
+    ("loss_pred_shape", lambda m, t: m.forward_loss(small_imgs(), torch.zeros(2, 16, 5), torch.ones(2, 16)),
+     ValueError, "pred"),
+    ("loss_mask_shape", lambda m, t: m.forward_loss(small_imgs(), torch.zeros(2, 16, 192), torch.ones(2, 3)),
+     ValueError, "mask"),
+    ("mlp_ratio_negative", lambda m, t: mae_vit_tiny_patch8(img_size=32, depth=1, mlp_ratio=-1), ValueError,
+     "mlp_ratio"),
+    ("mlp_ratio_nan", lambda m, t: MAEConfig(mlp_ratio=NAN), ValueError, "mlp_ratio"),
+    ("depth_text", lambda m, t: MAEConfig(depth="abc"), TypeError, "depth"),
+    ("depth_float", lambda m, t: MAEConfig(depth=2.5), TypeError, "depth"),
 ]
 
 

@@ -60,3 +60,19 @@ def test_bad_input():
 def test_dtype_and_device_follow_input():
     x = torch.rand(1, 3, 2, 2, dtype=torch.float64)
     assert Normalization.imagenet().normalize(x).dtype == torch.float64
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(mean=(0.5, 0.5, 0.5), std=(1.0, float("nan"), 1.0)), "std"),
+    (dict(mean=(0.5, float("inf"), 0.5), std=(1.0, 1.0, 1.0)), "mean"),
+])
+def test_non_finite_statistics_are_refused(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        Normalization(**kwargs)
+
+
+def test_non_number_statistics_are_refused():
+    with pytest.raises(TypeError, match="std"):
+        Normalization((0.5, 0.5, 0.5), ("1", 1, 1))
+    with pytest.raises(TypeError, match="mean"):
+        Normalization(0.5, (1.0,))

@@ -108,3 +108,15 @@ def test_interpolation_equals_the_bicubic_reference_to_1e6(old, new, dtype):
     out = interpolate_pos_embed(pe, old, new)
     assert out.shape == (1, 1 + new[0] * new[1], 64) and out.dtype == dtype
     assert (out.float() - bicubic_reference(pe, old, new).float()).abs().max() <= 1e-6
+
+
+def test_interpolate_numpy_table_is_a_type_error():
+    table = get_2d_sincos_pos_embed(16, (4, 4), cls_token=True)[None]
+    with pytest.raises(TypeError, match="pos_embed"):
+        interpolate_pos_embed(table, (4, 4), (2, 2))
+
+
+@pytest.mark.parametrize("dim", [2.5, "16", float("nan")])
+def test_embed_dim_must_be_an_int(dim):
+    with pytest.raises(TypeError, match="embed_dim"):
+        get_2d_sincos_pos_embed(dim, (4, 4))

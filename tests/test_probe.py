@@ -137,3 +137,35 @@ def test_probe_training_checks_its_settings_and_leaves_the_global_rng_alone(mode
             pr.train_probe(x, y, **bad)
         with pytest.raises(ValueError, match=match):
             pr.train_last_block(model, tokens, labels, **bad)
+
+
+# --- bad inputs: clear errors, never NaN weights ------------------------------------------------------------
+def test_train_probe_nan_feature_is_refused():
+    x, y = torch.randn(20, 4), torch.randint(1, 3, (20,))
+    x[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="features"):
+        pr.train_probe(x, y, num_classes=3, epochs=1)
+
+
+def test_patch_labels_empty_batch_works():
+    out = pr.patch_labels(torch.zeros(0, 16, 16, dtype=torch.long), 8)
+    assert out.shape == (0, 4)
+
+
+def test_score_probe_feature_widths_must_match():
+    y = torch.randint(1, 3, (20,))
+    with pytest.raises(ValueError, match="width"):
+        pr.score_probe(torch.randn(20, 8), y, torch.randn(20, 6), y, epochs=1)
+
+
+def test_majority_score_without_labelled_items():
+    with pytest.raises(ValueError, match="train_labels"):
+        pr.majority_score(torch.zeros(10, dtype=torch.long), torch.ones(10, dtype=torch.long))
+
+
+def test_encoder_features_bad_blocks_keeps_train_mode():
+    model = MaskedAutoencoderViT(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
+                                 decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2).train()
+    with pytest.raises(ValueError, match="blocks"):
+        pr.encoder_features(model, torch.rand(1, 3, 32, 32), blocks=99)
+    assert model.training
