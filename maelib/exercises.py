@@ -377,6 +377,47 @@ def check_random_masking(fn: Callable) -> bool:
     return _run("random masking", body)
 
 
+def check_ids_from_mask(fn: Callable) -> bool:
+    """``fn(mask (N, L) bool, 1 = masked, equal counts per row) -> (ids_keep (N, K), ids_restore (N, L))``:
+    the visible patches in ascending patch order, and the permutation that puts ``cat(visible tokens, mask
+    tokens)`` back in patch order (as ``maelib.ids_from_mask`` without noise)."""
+
+    def body() -> str:
+        import torch
+
+        from maelib.masking import ids_from_mask, random_mask
+
+        mask, _ = random_mask(3, (2, 5), 0.6, generator=torch.Generator().manual_seed(4))
+        want_keep, want_restore = ids_from_mask(mask)
+        out = _call(fn, mask.clone(), block=_MASKING)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise _Wrong("return two tensors: (ids_keep, ids_restore)")
+        keep, restore = (_tensor(o, n).long() for o, n in zip(out, ("ids_keep", "ids_restore")))
+        masked_ids = torch.stack([r.nonzero().flatten() for r in mask])
+        if tuple(keep.shape) == tuple(masked_ids.shape) and torch.equal(keep, masked_ids):
+            raise _Wrong("ids_keep holds the masked patches: keep those where mask == 0")
+        if tuple(keep.shape) != tuple(want_keep.shape):
+            extra = (": ids_keep lists the visible patches' indices, not a mask"
+                     if tuple(keep.shape) == tuple(mask.shape) else "")
+            raise _Wrong(f"ids_keep has shape {tuple(keep.shape)}, expected (N, K) = {tuple(want_keep.shape)}"
+                         + extra)
+        if not torch.equal(keep, want_keep):
+            if torch.equal(keep.sort(1).values, want_keep):
+                raise _Wrong("the right patches, in another order: list them in ascending patch order")
+            raise _Wrong("ids_keep must list the visible patches (mask == 0) of each row, ascending")
+        if tuple(restore.shape) != tuple(want_restore.shape):
+            raise _Wrong(f"ids_restore has shape {tuple(restore.shape)}, expected (N, L) = "
+                         f"{tuple(want_restore.shape)}")
+        if torch.equal(restore, want_restore):
+            return "ids_keep lists the visible patches; ids_restore puts visible + mask tokens back in order"
+        if torch.equal(restore, want_restore.argsort(1)):
+            raise _Wrong("that is ids_shuffle (visible ids, then masked ids); ids_restore is its inverse, "
+                         "argsort(ids_shuffle)")
+        raise _Wrong("ids_restore must be argsort(cat(ids_keep, the masked ids in ascending order))")
+
+    return _run("ids from a mask", body)
+
+
 def check_shuffle(fn: Callable) -> bool:
     """``fn(x (N, L, D) in patch order, ids_restore (N, L)) -> (N, L, D)`` in the shuffled order (the order
     ``ids_restore`` undoes): the inverse of the decoder's unshuffle."""

@@ -465,3 +465,26 @@ def test_check_trainable_by_part(capsys, frozen_model):
     _v(capsys, C.check_trainable_by_part(lambda m: {**by_part(m), "norm": 1}, frozen_model), False,
        "differ for norm")
     _v(capsys, C.check_trainable_by_part(lambda m: 12, frozen_model), False, "return a dict")
+
+
+def _ids(mask, shuffle=False, masked=False, reverse=False):
+    keep = torch.stack([(r if masked else ~r).nonzero().flatten() for r in mask])
+    if reverse:
+        keep = keep.flip(1)
+    rest = torch.stack([(~r if masked else r).nonzero().flatten() for r in mask])
+    ids_shuffle = torch.cat([keep, rest], 1)
+    return keep, (ids_shuffle if shuffle else ids_shuffle.argsort(1))
+
+
+def test_check_ids_from_mask(capsys):
+    import maelib
+
+    _v(capsys, C.check_ids_from_mask(_not_yet), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_ids_from_mask(_ids), True, "ids_restore puts")
+    _v(capsys, C.check_ids_from_mask(lambda m: maelib.ids_from_mask(m)), False, "called maelib")
+    _v(capsys, C.check_ids_from_mask(lambda m: _ids(m, shuffle=True)), False, "that is ids_shuffle")
+    _v(capsys, C.check_ids_from_mask(lambda m: _ids(m, masked=True)), False, "holds the masked patches")
+    _v(capsys, C.check_ids_from_mask(lambda m: _ids(m, reverse=True)), False, "ascending patch order")
+    _v(capsys, C.check_ids_from_mask(lambda m: (~m, _ids(m)[1])), False, "not a mask")
+    _v(capsys, C.check_ids_from_mask(lambda m: _ids(m)[0]), False, "two tensors")
+    _v(capsys, C.check_ids_from_mask(lambda m: (_ids(m)[0], _ids(m)[1].flip(1))), False, "argsort(cat(")
