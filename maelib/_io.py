@@ -21,14 +21,18 @@ from typing import BinaryIO
 def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on success fsync it, give it ``mode`` and rename it onto ``path``.
 
-    On an exception the temp file is removed and ``path`` keeps its old content. Temp names are unique per
-    call and carry the writer's pid (``.NAME.PID.XXXX.tmp``), so two writers never share one, and the temp
-    files of ``path`` left by a writer that died (kill -9, power loss) are removed here first
+    On an exception the temp file is removed and ``path`` keeps its old content; an OSError (a full disk,
+    a read-only folder) is raised again naming ``path`` (its ``filename``), not the temp file. Temp names are
+    unique per call and carry the writer's pid (``.NAME.PID.XXXX.tmp``), so two writers never share one, and
+    the temp files of ``path`` left by a writer that died (kill -9, power loss) are removed here first
     (:func:`remove_stale_temps`).
     """
     path = Path(path)
     remove_stale_temps(path.parent, path.name)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise type(err)(err.errno, f"cannot write {path.name}: {err.strerror or err}", str(path)) from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -38,6 +42,10 @@ def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
         os.chmod(tmp, mode)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except OSError as err:  # name the file the caller asked for, not the temp file (e.g. a full disk)
+        if err.errno is None:
+            raise OSError(f"cannot write {path}: {err}") from err
+        raise type(err)(err.errno, f"cannot write {path.name}: {err.strerror or err}", str(path)) from err
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -16,12 +16,13 @@ from typing import NamedTuple
 import safetensors
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
-from ._io import atomic_path, atomic_write_text, sha256_file
+from ._io import atomic_path, atomic_write_bytes, atomic_write_text, sha256_bytes, sha256_file
 from ._version import __version__
 from .model import PARTS, MAEConfig, MaskedAutoencoderViT, create_model, official_layout, part_of
-from .patches import Size2, square_grid, to_2tuple
+from .patches import Size2, check_device, square_grid, to_2tuple
 from .pos_embed import interpolate_pos_embed
 
 PRETRAINED: dict[str, str] = {"facade-pretrain": "weights/facade_pretrain",
@@ -220,6 +221,22 @@ def validate_official_state_dict(state_dict: Mapping[str, torch.Tensor], factory
                          f"wrong shapes [{_listing(wrong)}]")
 
 
+PICKLE_HELP = ("maelib never unpickles code from a checkpoint (torch.load(weights_only=True)). If you trust "
+               "this file and where it came from, convert it once: sd = torch.load(path, "
+               "weights_only=False); safetensors.torch.save_file(sd.get('model', sd), "
+               "'weights.safetensors'); then load that file")
+
+
+def _unreadable_checkpoint(path: Path, err: Exception) -> str:
+    """The message for a checkpoint ``torch.load(weights_only=True)`` refused: without torch's hint to
+    retry with ``weights_only=False``."""
+    text = str(err)
+    if "weights_only" in text or "Unpickl" in type(err).__name__ or "Unsupported global" in text:
+        return f"cannot read checkpoint {path}: it holds Python objects, not only tensors. {PICKLE_HELP}"
+    return (f"cannot read checkpoint {path} (corrupt, or not a PyTorch / safetensors weights file): "
+            f"{type(err).__name__}: {text.splitlines()[0] if text else ''}")
+
+
 def _read_state_dict(obj) -> tuple[dict[str, torch.Tensor], str]:
     if isinstance(obj, Mapping):
         sd, source = obj, "<state dict>"
@@ -231,8 +248,7 @@ def _read_state_dict(obj) -> tuple[dict[str, torch.Tensor], str]:
             sd = load_file(path) if path.suffix == ".safetensors" else torch.load(
                 path, map_location="cpu", weights_only=True)
         except Exception as err:
-            raise ValueError(f"cannot read checkpoint {path} (corrupt, or not a weights-only PyTorch file): "
-                             f"{type(err).__name__}: {err}") from err
+            raise ValueError(_unreadable_checkpoint(path, err)) from None
         source = str(path)
     else:
         raise TypeError(f"path_or_state_dict must be a path or a state dict, got {type(obj).__name__}")
@@ -258,6 +274,9 @@ def load_official_checkpoint(model: MaskedAutoencoderViT, path_or_state_dict, in
         :class:`ConversionReport` (``by_part()`` groups its keys by part). Raises FileNotFoundError /
         ValueError naming the path of a missing / bad file.
     """
+    if not isinstance(model, MaskedAutoencoderViT):
+        raise TypeError(f"model must be a MaskedAutoencoderViT to fill, got {type(model).__name__} (build "
+                        "one first, e.g. maelib.mae_vit_base_patch16())")
     strict = {strict_parts} if isinstance(strict_parts, str) else set(strict_parts)
     if strict - set(PARTS):
         raise ValueError(f"strict_parts must be a subset of {PARTS}, got {sorted(strict)}")
@@ -363,7 +382,11 @@ def save_pretrained(model: MaskedAutoencoderViT, path: str | os.PathLike, metada
     except (TypeError, ValueError) as err:
         raise TypeError(f"metadata must be JSON-serialisable, got {metadata!r}: {err}") from None
     weights, config = _files(path)
-    weights.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        weights.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise type(err)(err.errno, f"cannot create the folder of {weights.name}: {err.strerror or err}",
+                        str(weights.parent)) from err
     tensors = {k: v.detach().to("cpu", (dtype or v.dtype) if v.is_floating_point() else v.dtype).contiguous()
                for k, v in model.state_dict().items()}
     bad = nonfinite_keys(tensors)
@@ -374,9 +397,10 @@ def save_pretrained(model: MaskedAutoencoderViT, path: str | os.PathLike, metada
             "dtype": str(dtype or torch.float32).removeprefix("torch."), "metadata": metadata}
     digest = _content_sha256(_info_text(info), tensors)
     header = {HEADER_KEY: json.dumps({"info": info, "sha256": digest}, sort_keys=True)}
-    with atomic_path(weights) as tmp_weights:
-        save_file(tensors, tmp_weights, metadata=header)
-        digest = sha256_file(tmp_weights)
+    data = safetensors_bytes(tensors, metadata=header)
+    atomic_write_bytes(weights, data)  # an OSError (full disk, read-only folder) names `weights`
+    digest = sha256_bytes(data)
+    del data
     copy = {**info, "weights": weights.name, "sha256": digest,
             "note": f"a readable copy of {weights.name}'s header; the .safetensors file alone is the model"}
     atomic_write_text(config, json.dumps(copy, indent=2))
@@ -423,9 +447,21 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
     header are checked against the sha256 in their .json. Raises FileNotFoundError for a missing file,
     ValueError for a corrupt, edited or mismatching file and for NaN / inf weights.
     """
+    device = check_device(device)
+    given = Path(path) if isinstance(path, (str, os.PathLike)) else None
+    if given is not None and given.expanduser().is_dir():
+        found = sorted(p.name for p in given.expanduser().glob("*.safetensors"))[:4]
+        raise ValueError(f"path={str(given)!r} is a folder; load_model expects the .safetensors file "
+                         f"save_pretrained wrote (a run's is OUT/model.safetensors)"
+                         + (f"; this folder holds {found}" if found else ""))
+    if given is not None and given.suffix in (".pth", ".pt", ".bin", ".ckpt"):
+        raise ValueError(f"path={str(given)!r} is a PyTorch checkpoint, not a maelib .safetensors file: load "
+                         "an official MAE checkpoint with load_official_checkpoint(model, path) into a model "
+                         "of its architecture, or a training run's checkpoint.pt by resuming the run")
     weights, config_json = _files(path)
     if not weights.is_file():
-        raise FileNotFoundError(f"model weights not found: {weights}")
+        raise FileNotFoundError(f"model weights not found: {weights} (load_model expects the .safetensors "
+                                "file written by save_pretrained)")
     header = _header(weights)
     try:
         tensors = load_file(weights)
@@ -492,6 +528,7 @@ def list_pretrained(all: bool = False) -> list[str]:
 def load_pretrained(name: str, device: str | torch.device = "cpu") -> MaskedAutoencoderViT:
     """Load a bundled model by name (see :func:`list_pretrained`). Raises ValueError for an unknown name or
     corrupt / NaN weights, FileNotFoundError when the files are missing."""
+    device = check_device(device)
     if not _installed(name):
         w = _files(pretrained_path(name))[0]
         where = ("$MAELIB_WEIGHTS_DIR points to a folder without it" if os.environ.get("MAELIB_WEIGHTS_DIR")

@@ -30,6 +30,7 @@ from .masking import MaskSpec
 from .metrics import METRICS, LPIPSMetric, compute_metrics, mean_ci
 from .model import MaskedAutoencoderViT
 from .patches import (
+    check_device,
     check_pixel_mask,
     grid_size,
     patch_mask_to_pixel_mask,
@@ -278,16 +279,6 @@ def _resolve(method, index: int, device: torch.device) -> tuple[str, Callable | 
                      f"{bundled}, a path to a .safetensors file or an nn.Module")
 
 
-def _device(device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r}: CUDA is not available on this machine (use device='cpu')")
-    return dev
-
-
 def _specs(mask_specs, given_masks) -> list[tuple[str, MaskSpec | None]]:
     texts = [mask_specs] if isinstance(mask_specs, (str, MaskSpec)) else list(mask_specs or ())
     out = []
@@ -437,7 +428,7 @@ def run_evaluation(method, data=None, split: str = "test", mask_specs=DEFAULT_MA
         raise ValueError(f"lpips_net must be 'alex', 'vgg' or None, got {lpips_net!r}")
     if out_dir is not None:
         check_writable_dir(out_dir, "out_dir")
-    specs, device = _specs(mask_specs, given_masks), _device(device)
+    specs, device = _specs(mask_specs, given_masks), check_device(device)
     methods = _methods(method, device)
     ds, source = _dataset(data, split, None, seed)
     data_size = tuple(_batch(ds, 0, 1).shape[-2:]) if ds is not None and len(ds) else None
@@ -519,7 +510,7 @@ def plot_comparison(method, images: torch.Tensor,
         raise ValueError(f"images must be a tensor (N, 3, H, W), got {getattr(images, 'shape', images)!r}")
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"titles must have one label per image ({len(images)}), got {len(titles)}")
-    specs, device = _specs(mask_specs, None), _device(device)
+    specs, device = _specs(mask_specs, None), check_device(device)
     methods = _methods(method, device)
     models = [m for m in methods.values() if isinstance(m, nn.Module)]
     img_size, p = _geometry(models, None, tuple(images.shape[-2:]), patch_size)

@@ -53,6 +53,20 @@ def check_number(value, name: str, *, low: float | None = None, high: float | No
     return out
 
 
+def check_device(device, name: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` this machine has; ValueError naming ``name`` for a malformed one or a
+    CUDA device without CUDA (before any work or download)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name} must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={device!r}: CUDA is not available on this machine (use {name}='cpu')")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{name}={device!r}: MPS is not available on this machine (use {name}='cpu')")
+    return dev
+
+
 def to_2tuple(size: int | tuple[int, int] | list[int], name: str = "size") -> Size2:
     """Return ``(h, w)`` from an int or a pair of ints.
 

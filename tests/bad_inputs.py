@@ -44,3 +44,37 @@ def assert_clear_error(call, exc: type[Exception], names: str, tmp_path) -> None
         call(small_model(), tmp_path)
     assert isinstance(info.value, exc), f"{type(info.value).__name__}: {info.value}"
     assert names in str(info.value), str(info.value)
+
+
+def full_disk(monkeypatch, after: int = 0) -> None:
+    """Make every file maelib writes whole (``maelib._io``) fail with ENOSPC, as a full disk does, after
+    ``after`` bytes of each file."""
+    import builtins
+    import errno
+
+    import maelib._io
+
+    class FullFile:
+        def __init__(self, f):
+            self._f, self._left = f, after
+
+        def write(self, data):
+            if len(data) > self._left:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self._left -= len(data)
+            return self._f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._f.close()
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        f = builtins.open(path, mode, *args, **kwargs)
+        return FullFile(f) if "w" in mode else f
+
+    monkeypatch.setattr(maelib._io, "open", fake_open, raising=False)

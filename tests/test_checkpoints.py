@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from bad_inputs import assert_clear_error, nan_model, parametrize
+from bad_inputs import assert_clear_error, full_disk, nan_model, parametrize
 
 import maelib
 from maelib import checkpoints as ck
@@ -260,13 +260,10 @@ def test_save_fp16_is_close(tmp_path):
 def test_failed_weights_save_leaves_previous_files(tmp_path, monkeypatch):
     save_pretrained(tiny(0), tmp_path / "m")
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-
-    def boom(*args, **kwargs):
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr(ck, "save_file", boom)
-    with pytest.raises(RuntimeError, match="disk full"):
+    full_disk(monkeypatch, after=100)
+    with pytest.raises(OSError, match="No space left") as info:  # names the file, not a temp file
         save_pretrained(tiny(1), tmp_path / "m")
+    assert info.value.filename == str(tmp_path / "m.safetensors") and ".tmp" not in str(info.value)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp file left either
     monkeypatch.undo()
     assert torch.equal(load_model(tmp_path / "m").cls_token, tiny(0).cls_token)
@@ -490,7 +487,25 @@ def test_download_checkpoint_fetches_validates_and_installs(tmp_path, monkeypatc
 
 
 # --- bad inputs: a clear error naming the argument (tests/bad_inputs.py) -----------------------------------
+def _pth(t):
+    torch.save({"model": {}}, t / "x.pth")
+    return t / "x.pth"
+
+
+def _saved_dir(m, t):
+    save_pretrained(m, t / "run" / "model")
+    return t / "run"
+
+
 BAD_INPUTS = [
+    ("official_model_none", lambda m, t: load_official_checkpoint(None, m.state_dict()), TypeError, "model"),
+    ("load_model_dir", lambda m, t: load_model(_saved_dir(m, t)), ValueError, "is a folder"),
+    ("load_model_dir_lists", lambda m, t: load_model(_saved_dir(m, t)), ValueError, "model.safetensors"),
+    ("load_model_pth", lambda m, t: load_model(_pth(t)), ValueError, "load_official_checkpoint"),
+    ("load_model_cuda", lambda m, t: load_model(save_pretrained(m, t / "c"), device="cuda:7")
+     if not torch.cuda.is_available() else load_model(t / "none", device="bogus"), ValueError, "device"),
+    ("load_pretrained_cuda", lambda m, t: load_pretrained(maelib.list_pretrained(all=True)[0], device="cuda:7")
+     if not torch.cuda.is_available() else load_pretrained("x", device="bogus"), ValueError, "device"),
     ("pretrained_name", lambda m, t: load_pretrained("imagenet"), ValueError, "name"),
     ("save_dtype", lambda m, t: save_pretrained(m, t / "x", dtype=torch.int8), ValueError, "dtype"),
     ("save_metadata", lambda m, t: save_pretrained(m, t / "x", metadata={"a": object()}), TypeError,
@@ -507,3 +522,25 @@ BAD_INPUTS = [
 @parametrize(BAD_INPUTS)
 def test_bad_input_is_a_clear_error(call, exc, names, tmp_path):
     assert_clear_error(call, exc, names, tmp_path)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("unpickled",))
+
+
+def test_pickle_refusal_says_maelib_never_unpickles(tmp_path):
+    torch.save({"model": {"w": torch.zeros(1)}, "extra": _Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError) as info:
+        load_official_checkpoint(tiny(), tmp_path / "evil.pth")
+    text = str(info.value)
+    assert "never unpickles" in text and "safetensors" in text
+    assert "likely succeed" not in text
+
+
+def test_save_pretrained_full_disk_names_the_target(tmp_path, monkeypatch):
+    full_disk(monkeypatch)
+    with pytest.raises(OSError) as info:
+        save_pretrained(tiny(), tmp_path / "m")
+    assert info.value.filename == str(tmp_path / "m.safetensors")
+    assert not list(tmp_path.iterdir())  # no temp file left
