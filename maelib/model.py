@@ -494,6 +494,23 @@ MODELS = {f.__name__: f for f in (mae_vit_tiny_patch16, mae_vit_tiny_patch8, mae
                                   mae_vit_base_patch16, mae_vit_large_patch16, mae_vit_huge_patch14)}
 
 
+def model_config(name: str, **kwargs) -> MAEConfig:
+    """The :class:`MAEConfig` that ``create_model(name, **kwargs)`` builds, checked without building the
+    model. Raises: ValueError for an unknown name, TypeError naming an unknown keyword (and the allowed
+    ones), TypeError / ValueError naming a bad value."""
+    if name not in MODELS:
+        raise ValueError(f"model name must be one of {sorted(MODELS)}, got {name!r}")
+    allowed = [f for f in MAEConfig.__dataclass_fields__]
+    unknown = sorted(set(kwargs) - set(allowed) - {"norm_layer"})
+    if unknown:
+        raise TypeError(f"unknown model keyword(s) {unknown} for {name}; allowed: {allowed}")
+    arch, patch = name.split("_")[2], int(name.rsplit("patch", 1)[1])
+    kwargs = {k: v for k, v in kwargs.items() if k != "norm_layer"}
+    if kwargs.get("normalization") is None:
+        kwargs.pop("normalization", None)
+    return MAEConfig(**{"patch_size": patch, **_ARCH[arch], **kwargs})
+
+
 def create_model(name: str, **kwargs) -> MaskedAutoencoderViT:
     """Build a model by factory name (``MODELS``). Raises ValueError listing the names."""
     if name not in MODELS:

@@ -35,21 +35,27 @@ def check_number(value, name: str, *, low: float | None = None, high: float | No
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         kind = "an int" if integer else "a number"
         raise TypeError(f"{name} must be {kind}, got {value!r} ({type(value).__name__})")
-    lo = "-inf" if low is None else f"{low:g}"
-    hi = "inf" if high is None else f"{high:g}"
-    left, right = "(" if low_open or low is None else "[", ")" if high_open or high is None else "]"
-    interval = f"{left}{lo}, {hi}{right}"
+    if high is None and low is not None:
+        interval = f"{'>' if low_open else '>='} {low:g}"
+    elif low is None and high is not None:
+        interval = f"{'<' if high_open else '<='} {high:g}"
+    else:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        left, right = "(" if low_open or low is None else "[", ")" if high_open or high is None else "]"
+        interval = f"in {left}{lo}, {hi}{right}"
     if integer:
         if not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an int in {interval}, got {value!r} ({type(value).__name__})")
+            raise TypeError(f"{name} must be an int {interval}, got {value!r} ({type(value).__name__})")
         out = int(value)
     else:
         out = float(value)
         if not math.isfinite(out):
-            raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+            raise ValueError(f"{name} must be a finite number {interval}, got {value!r}")
     if ((low is not None and (out < low or (low_open and out == low)))
             or (high is not None and (out > high or (high_open and out == high)))):
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+        kind = "an int" if integer else "a finite number"
+        raise ValueError(f"{name} must be {kind} {interval}, got {value!r}")
     return out
 
 

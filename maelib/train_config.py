@@ -6,7 +6,6 @@ What a config builds lives in :mod:`maelib.train`.
 from __future__ import annotations
 
 import json
-import math
 import re
 import types
 import typing
@@ -17,6 +16,7 @@ import numpy as np
 from timm.layers import to_2tuple
 
 from .masking import CurriculumSchedule, MaskSpec
+from .patches import check_number
 
 STAGES = ("pretrain", "finetune")
 AMP_POLICIES = ("auto", "bf16", "fp16", "off")
@@ -153,6 +153,45 @@ class TrainConfig:
     gan_start_step: int = 0
     gan_lr: float = 2e-4
 
+    def _check_numbers(self) -> None:
+        """Every numeric setting in its range, before any data is built: ValueError / TypeError naming it."""
+        check_number(self.blr, "blr", low=0.0, low_open=True)
+        if self.lr is not None:
+            check_number(self.lr, "lr", low=0.0, low_open=True)
+        check_number(self.min_lr, "min_lr", low=0.0)
+        check_number(self.warmup_epochs, "warmup_epochs", low=0.0)
+        check_number(self.weight_decay, "weight_decay", low=0.0)
+        check_number(self.layer_decay, "layer_decay", low=0.0, high=1.0, low_open=True)
+        if self.clip_grad is not None:
+            check_number(self.clip_grad, "clip_grad (max gradient norm, or None)", low=0.0, low_open=True)
+        for i, beta in enumerate(self.betas):
+            check_number(beta, f"betas[{i}]", low=0.0, high=1.0, high_open=True)
+        if self.ckpt_minutes is not None:
+            check_number(self.ckpt_minutes, "ckpt_minutes", low=0.0, low_open=True)
+        for i, value in enumerate(self.crop_scale):
+            check_number(value, f"crop_scale[{i}]", low=0.0, high=1.0, low_open=True)
+        for name in ("perceptual_loss_weight", "gan_loss_weight", "gan_lr"):
+            check_number(getattr(self, name), name, low=0.0)
+        if self.patch_size is not None:
+            check_number(self.patch_size, "patch_size", low=1, integer=True)
+        check_number(self.num_new_blocks, "num_new_blocks", low=0, integer=True)
+
+    def _check_model(self) -> None:
+        """The model settings (``model``, ``img_size``, ``patch_size``, ``model_kwargs``) build a valid
+        :class:`~maelib.model.MAEConfig` (checked without building the model)."""
+        from .model import MODELS, model_config
+
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {sorted(MODELS)}, got {self.model!r}")
+        kwargs = dict(self.model_kwargs, img_size=self.img_size, num_new_blocks=self.num_new_blocks,
+                      norm_pix_loss=self.norm_pix_loss, loss=self.loss)
+        if self.patch_size is not None:
+            kwargs["patch_size"] = self.patch_size
+        try:
+            model_config(self.model, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"model settings (model_kwargs, img_size, patch_size): {err}") from None
+
     def __post_init__(self) -> None:
         from .model import MODELS
 
@@ -169,6 +208,8 @@ class TrainConfig:
             raise ValueError(f"export_dtype must be float32, float16 or bfloat16, got {self.export_dtype!r}")
         if not isinstance(self.model_kwargs, dict):
             raise TypeError(f"model_kwargs must be a dict, got {type(self.model_kwargs).__name__}")
+        self._check_numbers()
+        self._check_model()
         for name in ("epochs", "batch_size", "accum_steps", "log_every", "ckpt_every", "val_every",
                      "img_size"):
             if int(getattr(self, name)) < 1:
@@ -185,14 +226,8 @@ class TrainConfig:
             raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
         if self.ckpt_minutes is not None and self.ckpt_minutes <= 0:
             raise ValueError(f"ckpt_minutes must be > 0 or None, got {self.ckpt_minutes}")
-        if self.warmup_epochs < 0 or self.min_lr < 0 or self.weight_decay < 0:
-            raise ValueError("warmup_epochs, min_lr and weight_decay must be >= 0")
-        for name in ("perceptual_loss_weight", "gan_loss_weight", "gan_start_step", "gan_lr"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if not 0.0 < self.layer_decay <= 1.0:
-            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        if self.gan_start_step < 0:
+            raise ValueError(f"gan_start_step must be a finite number >= 0, got {self.gan_start_step}")
         if self.data == "synthetic" and self.synthetic < 1:
             raise ValueError("data='synthetic' needs synthetic >= 1 (the number of procedural images)")
         if self.stage == "finetune" and not self.init:

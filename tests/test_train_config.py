@@ -124,3 +124,42 @@ def test_older_configs_with_flat_curriculum_keys_are_read():
     bundled = json.loads((Path(maelib.__file__).parent / "weights" / "facade_finetune.json").read_text())
     run = TrainConfig.from_dict(bundled["metadata"]["train_config"])
     assert run.curriculum == PRESETS["facade-finetune"].curriculum and run.stage == "finetune"
+
+
+# --- every numeric setting is range-checked before any data is built ----------------------------------------
+@pytest.mark.parametrize("name, bad, exc", [
+    ("clip_grad", -1.0, ValueError), ("clip_grad", float("nan"), ValueError), ("clip_grad", 0.0, ValueError),
+    ("lr", -1.0, ValueError), ("lr", float("inf"), ValueError), ("blr", 0.0, ValueError),
+    ("blr", float("nan"), ValueError), ("min_lr", -1e-6, ValueError),
+    ("warmup_epochs", float("nan"), ValueError),
+    ("weight_decay", -0.1, ValueError), ("weight_decay", float("inf"), ValueError),
+    ("layer_decay", float("nan"), ValueError), ("ckpt_minutes", float("nan"), ValueError),
+    ("betas", (0.9, 1.5), ValueError), ("betas", (-0.1, 0.95), ValueError),
+    ("betas", (float("nan"), 0.9), ValueError),
+    ("crop_scale", (float("nan"), 1.0), ValueError), ("patch_size", 0, ValueError),
+    ("lr", "fast", TypeError),
+])
+def test_numeric_fields_are_range_checked(name, bad, exc):
+    with pytest.raises(exc, match=name.split("[")[0]):
+        tiny(**{name: bad})
+
+
+def test_clip_grad_override_is_refused():
+    with pytest.raises(ValueError, match="clip_grad"):
+        tiny().with_overrides(["clip_grad=-1.0"])
+
+
+@pytest.mark.parametrize("item, exc, name", [
+    ("model_kwargs.depth=abc", TypeError, "depth"),
+    ("model_kwargs.depth=0", ValueError, "depth"),
+    ("model_kwargs.mlp_ratio=-1", ValueError, "mlp_ratio"),
+    ("model_kwargs.dpeth=2", TypeError, "dpeth"),
+])
+def test_bad_model_kwargs_fail_in_the_config(item, exc, name):
+    with pytest.raises(exc, match=name):
+        tiny().with_overrides([item])
+
+
+def test_unknown_source_layout_names_the_allowed_ones():
+    with pytest.raises(ValueError, match="bogus.*allowed.*cmp"):
+        tiny(sources=("bogus:/tmp",))

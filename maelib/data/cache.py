@@ -11,6 +11,7 @@ times, so a later run loads it in a second and a changed folder is decoded afres
 from __future__ import annotations
 
 import json
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -62,6 +63,10 @@ class DataSource:
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"data source must be a non-empty string like 'cmp:PATH', got {text!r}")
         layout, sep, rest = text.strip().partition(":")
+        if sep and layout not in LAYOUTS and re.fullmatch(r"[A-Za-z_]\w+", layout) \
+                and not Path(text.strip()).expanduser().exists():
+            raise ValueError(f"data source {text!r}: unknown layout {layout!r}; allowed: {list(LAYOUTS)} "
+                             "(e.g. 'cmp:PATH', 'folder:PATH@all', 'synthetic:600'), or a bare folder path")
         if not sep or layout not in LAYOUTS:
             layout, rest = "auto", text.strip()
         if layout == "synthetic":
