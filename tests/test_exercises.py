@@ -488,3 +488,37 @@ def test_check_ids_from_mask(capsys):
     _v(capsys, C.check_ids_from_mask(lambda m: (~m, _ids(m)[1])), False, "not a mask")
     _v(capsys, C.check_ids_from_mask(lambda m: _ids(m)[0]), False, "two tensors")
     _v(capsys, C.check_ids_from_mask(lambda m: (_ids(m)[0], _ids(m)[1].flip(1))), False, "argsort(cat(")
+
+
+KINDS = {"build", "spec", "experiment", "predict", "retype"}
+
+
+def _exercise_cells(pattern: str = "[0-9][0-9]_*.ipynb"):
+    import json
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob(pattern)):
+        for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+            yield path.name, i, cell, cell.get("metadata", {}).get("maelib", {}).get("exercise_kind")
+
+
+def test_every_exercise_cell_is_tagged_with_a_known_kind():
+    untagged = []
+    for name, i, cell, kind in _exercise_cells("0[1-7]_*.ipynb"):
+        assert kind is None or kind in KINDS, f"{name} cell {i}: unknown exercise kind {kind!r}"
+        src = "".join(cell["source"])
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell["cell_type"] == "code" and "solution" not in tags and (
+                "raise NotImplementedError" in src or src.lstrip().startswith("my_")) and kind is None:
+            untagged.append(f"{name} cell {i}")
+    assert not untagged, f"exercise cells without metadata.maelib.exercise_kind: {untagged}"
+
+
+def test_the_notebooks_ask_learners_to_build_and_experiment():
+    counts: dict[str, int] = {}
+    for _, _, _, kind in _exercise_cells():
+        if kind is not None:
+            counts[kind] = counts.get(kind, 0) + 1
+    thinking = counts.get("build", 0) + counts.get("spec", 0) + counts.get("experiment", 0)
+    assert thinking >= 15, counts
+    assert counts.get("experiment", 0) >= 3, counts
+    assert counts.get("predict", 0) >= 7, counts
