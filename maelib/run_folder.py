@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._io import atomic_write
+from ._io import atomic_write, atomic_write_text
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 LOG = "log.jsonl"
+MODEL_FILE = "model.safetensors"
 RUN_MARKERS = (CONFIG, CHECKPOINT)
 LOCK_NAME = ".lock"
 
@@ -78,9 +79,21 @@ class RunLock:
         self._file.write(f"{os.getpid()}\n")
         self._file.flush()
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """Drop the lock; ``remove``: also delete the lock file (while still held, so no other run loses
+        a lock it took on it)."""
         if not self._file.closed:
+            if remove:
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
             self._file.close()
+
+    def folder_is_bare(self) -> bool:
+        """Whether the locked folder holds nothing but the lock file (a run that failed before writing)."""
+        try:
+            return [e.name for e in os.scandir(self.path.parent)] == [LOCK_NAME]
+        except OSError:
+            return False
 
     def __enter__(self) -> RunLock:
         return self
@@ -182,11 +195,37 @@ def config_diff(new: dict, old: dict, free: tuple[str, ...], path: Path, allow: 
     changed = {k: (v, old.get(k)) for k, v in new.items() if old.get(k) != v}
     blocking = {k: v for k, v in changed.items() if k not in free}
     if blocking and not allow:
-        diff = "; ".join(f"{k}: checkpoint {o!r} -> now {n!r}" for k, (n, o) in sorted(blocking.items()))
+        diff = format_diff(blocking)
         raise ValueError(f"cannot resume {path}: the config differs from the checkpoint's ({diff}). Resume "
                          "with the checkpoint's config (drop the changes, or omit --preset), or pass "
                          "allow_config_change=True (--allow-config-change) to continue with the new one")
     return changed
+
+
+def format_diff(changed: dict) -> str:
+    """``{name: (now, checkpoint)}`` as ``"name: checkpoint X -> now Y; ..."``, the one wording of a config
+    change."""
+    return "; ".join(f"{k}: checkpoint {o!r} -> now {n!r}" for k, (n, o) in sorted(changed.items()))
+
+
+def read_log(path: Path) -> list[dict]:
+    """The records of ``log.jsonl``. A torn last line (a crash mid-write) is dropped; a bad line elsewhere
+    is a ValueError naming the file and the line."""
+    lines = [(i, ln) for i, ln in enumerate(path.read_text(errors="replace").splitlines(), 1) if ln.strip()]
+    records = []
+    for k, (i, ln) in enumerate(lines):
+        try:
+            rec = json.loads(ln)
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as err:
+            if k == len(lines) - 1:
+                print(f"maelib: dropped the torn last line {i} of {path} (a crash mid-write)")
+                break
+            raise ValueError(f"cannot read {path} line {i} ({err}): fix or delete that line, or delete "
+                             f"{path.name} to resume without the old log") from None
+        records.append(rec)
+    return records
 
 
 # --- the log ----------------------------------------------------------------------------------------------
@@ -198,9 +237,8 @@ class RunLog:
     def __init__(self, out: Path, active: bool, tensorboard: bool, resume_step: int | None) -> None:
         self.path, self.active, self.tb = out / LOG, active, None
         if active and resume_step is not None and self.path.is_file():
-            keep = [ln for ln in self.path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
-            self.path.write_text("".join(ln + "\n" for ln in keep))
+            keep = [json.dumps(r) for r in read_log(self.path) if r.get("step", 0) <= resume_step]
+            atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
         elif active:
             self.path.write_text("")
         if active and tensorboard:
@@ -214,8 +252,12 @@ class RunLog:
     def write(self, record: dict) -> None:
         if not self.active:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as err:  # e.g. a full disk: name the log, not a bare errno
+            raise type(err)(err.errno, f"cannot append to {self.path.name}: {err.strerror or err}",
+                            str(self.path)) from err
         if self.tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("step", "epoch"):

@@ -35,9 +35,11 @@ from .model import MaskedAutoencoderViT, create_model
 from .run_folder import (
     CHECKPOINT,
     CONFIG,
+    MODEL_FILE,
     RunLog,
     atomic_torch_save,
     config_diff,
+    format_diff,
     load_checkpoint,
     open_run_folder,
     rng_state,
@@ -283,6 +285,7 @@ class RunState:
     last_loss: float | None = None
     val_loss: float | None = None
     done: bool = False
+    complete: bool = False  # resumed a run that had finished and exported: nothing to do
     last_save: float = field(default_factory=time.monotonic)
 
 
@@ -407,7 +410,8 @@ def start_state(run: Run, resume: bool, allow_config_change: bool) -> RunState:
     elif resume and run.main:
         print(f"maelib: no checkpoint in {run.out}, starting from scratch")
     state.done = state.step >= run.total or (cfg.max_steps is not None and state.step >= cfg.max_steps)
-    if run.main:
+    state.complete = resume and state.done and (run.out / MODEL_FILE).is_file()
+    if run.main and not state.complete:  # a finished run's folder stays byte-identical
         atomic_write_text(run.out / CONFIG, json.dumps(cfg.to_dict(), indent=2))
     return state
 
@@ -439,7 +443,7 @@ def restore(run: Run, state: RunState, ckpt: dict, allow_config_change: bool) ->
     state.epoch, state.step, state.micro = ckpt["epoch"], ckpt["step"], ckpt["micro"]
     if run.main:
         print(f"maelib: resumed from {run.checkpoint} at step {state.step} (epoch {state.epoch}, batch "
-              f"{state.micro})" + (f"; config changed: {changed}" if changed else ""))
+              f"{state.micro})" + (f"; config changed: {format_diff(changed)}" if changed else ""))
 
 
 def load_model_state(model: torch.nn.Module, state: dict, path: Path) -> None:
@@ -693,7 +697,7 @@ def finish(run: Run, state: RunState, export: bool) -> TrainResult:
                 "val_loss": state.val_loss, "mask": str(cfg.mask_spec(max(state.epoch - 1, 0))),
                 "train_config": cfg.to_dict()}
         dtype = getattr(torch, cfg.export_dtype)
-        exported = save_pretrained(run.model, run.out / "model", metadata=meta, dtype=dtype)
+        exported = save_pretrained(run.model, run.out / MODEL_FILE, metadata=meta, dtype=dtype)
     if run.world > 1:
         dist.barrier()
     return TrainResult(run.model, run.out, state.step, state.epoch, state.last_loss, state.val_loss, exported)
@@ -735,6 +739,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    failed = True
     try:
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -742,11 +747,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress:
             torch.backends.cudnn.benchmark = False
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        return _train(cfg, Path(out_dir).expanduser(), resume, progress, export, rank, world, device,
-                      allow_config_change, extra)
+        result = _train(cfg, Path(out_dir).expanduser(), resume, progress, export, rank, world, device,
+                        allow_config_change, extra)
+        failed = False
+        return result
     finally:
-        if lock is not None:
-            lock.release()
+        if lock is not None:  # a run that failed before writing anything leaves no lock file behind
+            lock.release(remove=failed and lock.folder_is_bare())
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(deterministic)
         if own_group:
@@ -760,6 +767,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, progress: bool, export: bo
 
     run = build_run(cfg, out, rank, world, device, terms or [])
     state = start_state(run, resume, allow_config_change)
+    if state.complete:  # nothing to train: leave every file as it is (no new export, no log rewrite)
+        return TrainResult(run.model, out, state.step, state.epoch, None, None, out / MODEL_FILE)
     run.log = RunLog(out, run.main, cfg.tensorboard, state.step if resume else None)
     run.bar = tqdm(total=min(run.total, cfg.max_steps or run.total), initial=state.step,
                    disable=not (run.main and progress), desc=f"{cfg.stage} {cfg.model}")

@@ -112,3 +112,28 @@ def test_the_log_drops_records_after_the_resumed_step(tmp_path):
     assert [r["step"] for r in rows] == [1, 2]
     RunLog(tmp_path / "none", active=False, tensorboard=False, resume_step=None).write({"step": 1})
     assert not (tmp_path / "none").exists()  # an inactive log (rank > 0) writes nothing
+
+
+def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, capsys):
+    from maelib.run_folder import RunLog
+
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "loss": 0.4}\n{"step": 3, "lo')
+    RunLog(tmp_path, True, False, resume_step=2)
+    assert [json.loads(ln)["step"] for ln in log.read_text().splitlines()] == [1, 2]
+    assert "torn last line" in capsys.readouterr().out
+
+
+def test_a_bad_log_line_in_the_middle_names_the_file(tmp_path):
+    from maelib.run_folder import RunLog
+
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+    with pytest.raises(ValueError, match=r"log\.jsonl line 2"):
+        RunLog(tmp_path, True, False, resume_step=2)
+
+
+def test_config_changes_read_checkpoint_then_now_everywhere():
+    from maelib.run_folder import format_diff
+
+    assert format_diff({"blr": (0.002, 0.001)}) == "blr: checkpoint 0.001 -> now 0.002"

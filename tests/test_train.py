@@ -513,3 +513,45 @@ def test_compile_is_tried_once_and_falls_back_to_eager(tmp_path, monkeypatch, ca
     tried = train(tiny(compile=True, max_steps=2), tmp_path / "tried", progress=False, export=False)
     assert "'compile': True" in capsys.readouterr().out
     assert state_hash(tried.model) == state_hash(eager.model)  # the trial step left no trace
+
+
+# --- a finished run stays as it is; failures leave no lock; a full disk is one clear error ----------------
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resume_of_a_finished_run_keeps_it_byte_identical(tmp_path):
+    out = tmp_path / "run"
+    first = train(tiny(epochs=1), out, progress=False)
+    before = _files(out)
+    res = train(tiny(epochs=1), out, resume=True, progress=False)
+    assert _files(out) == before
+    assert res.step == first.step and res.loss is None and res.exported == out / "model.safetensors"
+
+
+def test_a_failed_run_leaves_no_lock_file(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError):
+        train(tiny(mask="block:0.95"), out, progress=False)
+    assert not (out / ".lock").exists()
+
+
+def test_full_disk_during_training_is_an_oserror_naming_the_file(tmp_path, monkeypatch):
+    from bad_inputs import full_disk
+
+    full_disk(monkeypatch)
+    with pytest.raises(OSError) as info:
+        train(tiny(max_steps=2), tmp_path / "run", progress=False)
+    assert info.value.filename and ".tmp" not in info.value.filename
+    assert "No space left" in str(info.value)
+
+
+def test_full_disk_at_a_snapshot_is_an_oserror(tmp_path, monkeypatch):
+    import maelib.checkpoints as ck
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "run" / "snapshot_8.safetensors"))
+
+    monkeypatch.setattr(ck, "atomic_write_bytes", full)
+    with pytest.raises(OSError, match="No space left"):
+        train(tiny(max_steps=2, snapshot_images=(8,)), tmp_path / "run", progress=False)
