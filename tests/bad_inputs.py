@@ -78,3 +78,23 @@ def full_disk(monkeypatch, after: int = 0) -> None:
         return FullFile(f) if "w" in mode else f
 
     monkeypatch.setattr(maelib._io, "open", fake_open, raising=False)
+
+
+def bomb_png(path, side: int = 20000):
+    """A valid 1-bit PNG of ``side`` x ``side`` px, all black, about 50 KB: a decompression bomb (4e8 px,
+    beyond twice PIL's ``MAX_IMAGE_PIXELS``)."""
+    import struct
+    import zlib
+    from pathlib import Path
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\0" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path

@@ -115,3 +115,15 @@ def test_bad_arguments_name_themselves(tmp_path):
     cache = PhotoCache.build(["synthetic:2"], 32, verbose=False)
     with pytest.raises(ValueError, match="scale"):
         cache.crops([0], 16, scale=(0.0, 1.0))
+
+
+def test_a_decompression_bomb_is_skipped_with_a_warning(tmp_path):
+    from bad_inputs import bomb_png
+
+    a = _photos(tmp_path / "a", n=2)
+    bomb_png(a / "bomb.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cache = PhotoCache.build([f"folder:{a}@all"], 32, verbose=False)
+    assert len(cache) == 2
+    assert any("bomb.png" in str(w.message) for w in caught)

@@ -322,3 +322,13 @@ def test_load_facades_detects_other_layouts(tmp_path):
     for split in ("train", "test"):
         _save(tmp_path / "p2p" / split / "0.jpg", _rand_img(rng, 32, 64))
     assert load_facades("train", size=32, path=tmp_path / "p2p", verbose=False).source == "pix2pix"
+
+
+def test_a_decompression_bomb_is_skipped_as_unreadable(folder):
+    from bad_inputs import bomb_png
+
+    bomb = bomb_png(folder / "bomb.png")
+    assert bomb.stat().st_size < 100_000
+    with pytest.warns(UserWarning, match="bomb.png"):
+        ds = ImageFolder(folder, "all", size=32)
+    assert len(ds) == 10

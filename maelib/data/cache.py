@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from maelib._io import atomic_path, sha256_bytes
-from maelib.data.transforms import crop_boxes
+from maelib.data.transforms import UNREADABLE, crop_boxes
 from maelib.patches import to_2tuple
 
 LAYOUTS = ("auto", "cmp", "pix2pix", "folder", "npy", "synthetic")
@@ -189,7 +189,7 @@ class PhotoCache:
             for f in ds.files:
                 try:
                     img, _ = ds._read(f)
-                except (OSError, ValueError, EOFError, SyntaxError) as e:
+                except UNREADABLE as e:
                     warnings.warn(f"skipping unreadable photo {f}: {e}", stacklevel=2)
                     skipped.append(str(f))
                     continue

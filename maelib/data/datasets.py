@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from maelib.data.download import user_cache_dir
 from maelib.data.labels import CMP_CLASSES
 from maelib.data.synthetic import SyntheticFacades
-from maelib.data.transforms import FacadeTransform, item_rng, read_image, read_label
+from maelib.data.transforms import UNREADABLE, FacadeTransform, item_rng, read_image, read_label
 
 SPLITS = ("train", "val", "test", "all")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -82,7 +82,7 @@ class FacadeFiles(Dataset):
             h, w = self._probe(f)
         except LabelSizeError:
             raise
-        except (OSError, ValueError, EOFError, SyntaxError) as e:
+        except UNREADABLE as e:
             self._bad(f, e)
             return False
         if min(h, w) < self.min_size:
@@ -116,7 +116,7 @@ class FacadeFiles(Dataset):
         f = self.files[i]
         try:
             img, lab = self._read(f)
-        except (OSError, ValueError, EOFError, SyntaxError) as e:
+        except UNREADABLE as e:
             raise ValueError(f"cannot read item {i} of {type(self).__name__}, file {f} (changed since the "
                              f"dataset was built?): {type(e).__name__}: {e}") from e
         x, y = self.transform(img, lab if self.return_labels else None, item_rng(self.seed, self.epoch, i))

@@ -52,11 +52,21 @@ def to_rgb_uint8(img: Image.Image) -> np.ndarray:
     return np.asarray(img if mode == "RGB" else img.convert("RGB"))
 
 
+UNREADABLE: tuple[type[Exception], ...] = (OSError, ValueError, EOFError, SyntaxError,
+                                           Image.DecompressionBombError)
+"""What decoding a bad image file raises: truncated, corrupt, not an image, or a decompression bomb (more
+than twice ``PIL.Image.MAX_IMAGE_PIXELS``, e.g. a 48 KB PNG of 20000 x 20000 px); such files are skipped."""
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file fully. Returns `(H, W, 3)` uint8; OSError/ValueError when unreadable."""
-    with Image.open(path) as im:
-        im.load()
-        return to_rgb_uint8(im)
+    """Decode an image file fully. Returns `(H, W, 3)` uint8; OSError/ValueError when unreadable (a
+    decompression bomb is a ValueError naming the file)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return to_rgb_uint8(im)
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{path} is not decoded: {err}") from None
 
 
 def read_label(path: str | Path, num_classes: int = 12) -> np.ndarray:
