@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -116,6 +116,39 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], mode: in
         with open(tmp, "wb") as f:
             write(f)
     return Path(path)
+
+
+def atomic_write_all(writers: Mapping[str | Path, Callable[[BinaryIO], object]],
+                     mode: int = 0o644) -> list[Path]:
+    """Write several files all or nothing: each ``write(f)`` goes to a temp file beside its path (fsynced),
+    and only when every one succeeded are they renamed into place, so an error while writing (a full disk)
+    leaves every old file as it was. Returns: the paths. Raises: OSError naming the target file."""
+    tmps: dict[Path, Path] = {}
+    try:
+        for target, write in writers.items():
+            path = Path(target)
+            remove_stale_temps(path.parent, path.name)
+            try:
+                fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                            dir=path.parent)
+                os.close(fd)
+                tmps[path] = Path(name)
+                with open(name, "wb") as f:
+                    write(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.chmod(name, mode)
+            except OSError as err:
+                raise type(err)(err.errno, f"cannot write {path.name}: {err.strerror or err}",
+                                str(path)) from err
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)
+        for folder in {p.parent for p in tmps}:
+            _fsync_dir(folder)
+    finally:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
+    return list(tmps)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

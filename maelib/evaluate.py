@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ._io import atomic_write, atomic_write_text
+from ._io import atomic_write_all
 from .baselines import BASELINES, nearest_patch
 from .checkpoints import list_pretrained, load_model, load_pretrained
 from .inference import reconstruct
@@ -37,7 +37,7 @@ from .patches import (
     pixel_mask_to_patch_mask,
     to_2tuple,
 )
-from .run_folder import check_writable_dir
+from .run_folder import RunLock, check_writable_dir
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -76,6 +76,11 @@ class EvalResult:
     notes: list[str] = field(default_factory=list)
     masks: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     paths: dict[str, Path] = field(default_factory=dict)  # where :meth:`save` wrote, once it has
+    failures: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # [method][mask] -> image ids
+
+    def failed(self, method: str, spec: str) -> list[int]:
+        """Indices of the images where ``method`` returned NaN / inf under ``spec`` (not in the means)."""
+        return self.failures.get(method, {}).get(spec, [])
 
     def summary(self) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
         """``[method][mask][metric] -> {mean, half_width, low, high, n}`` (see :func:`mean_ci`)."""
@@ -111,14 +116,16 @@ class EvalResult:
                     st, d = summ[m][s][k], 2 if "psnr" in k else 3 if k == "sharpness" else 4
                     half = "" if math.isnan(st["half_width"]) else f" ± {st['half_width']:.{d}f}"
                     cells.append(f"{st['mean']:.{d}f}{half}")
-                lines.append("| " + " | ".join([*cells, str(len(self.values[m][s]["psnr"]))]) + " |")
+                n_all, bad = len(self.values[m][s]["psnr"]), len(self.failed(m, s))
+                count = f"{n_all - bad} ({bad} failed)" if bad else str(n_all)
+                lines.append("| " + " | ".join([*cells, count]) + " |")
         if self.notes:
             lines += ["", "Notes:", *[f"- {n}" for n in self.notes]]
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> str:
         """Settings, notes, summary and per-image values as JSON (NaN -> null, inf -> "inf")."""
-        d = {"config": self.config, "notes": self.notes, "methods": self.methods,
+        d = {"config": self.config, "notes": self.notes, "failures": self.failures, "methods": self.methods,
              "mask_specs": self.mask_specs, "metrics": list(METRICS), "summary": self.summary(),
              "per_image": self.values}
         return json.dumps(_jsonable(d), indent=2, allow_nan=False)
@@ -158,7 +165,9 @@ class EvalResult:
 
     def save(self, out_dir: str | os.PathLike) -> dict[str, Path]:
         """Write ``results.json``, ``results.md``, ``results.png`` and, when LPIPS was computed,
-        ``tradeoff.png`` (:func:`plot_perception_distortion`) atomically. Returns their paths."""
+        ``tradeoff.png`` (:func:`plot_perception_distortion`), all or nothing
+        (:func:`maelib._io.atomic_write_all`: an error while writing leaves the previous files whole).
+        Returns their paths."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"json": out / "results.json", "md": out / "results.md", "png": out / "results.png"}
@@ -166,10 +175,11 @@ class EvalResult:
         if "lpips" in self.available_metrics():
             paths["tradeoff"] = out / "tradeoff.png"
             figs["tradeoff"] = plot_perception_distortion(self)
-        atomic_write_text(paths["json"], self.to_json())
-        atomic_write_text(paths["md"], self.to_markdown())
-        for key, fig in figs.items():
-            atomic_write(paths[key], lambda f, fig=fig: fig.savefig(f, format="png", dpi=100))
+        texts = {"json": self.to_json(), "md": self.to_markdown()}
+        writers = {paths[k]: (lambda f, t=t: f.write(t.encode("utf-8"))) for k, t in texts.items()}
+        writers |= {paths[k]: (lambda f, fig=fig: fig.savefig(f, format="png", dpi=100))
+                    for k, fig in figs.items()}
+        atomic_write_all(writers)  # all or nothing: a full disk leaves the previous results whole
         self.paths = paths
         return paths
 
@@ -395,8 +405,19 @@ def _fill(name: str, fn, images: torch.Tensor, mask: torch.Tensor, pix: torch.Te
 
 
 def _score(name: str, fn, images: torch.Tensor, mask: torch.Tensor, pix: torch.Tensor, patch_size: int,
-           lp: LPIPSMetric | None) -> dict[str, torch.Tensor]:
-    return compute_metrics(_fill(name, fn, images, mask, pix, patch_size), images, pix, lpips=lp)
+           lp: LPIPSMetric | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The metrics of one method's fill `(N,)` each, NaN for the images where the fill has NaN / inf
+    (counted as failures, never averaged), and those images' mask `(N,)` bool."""
+    pred = _fill(name, fn, images, mask, pix, patch_size)
+    failed = ~torch.isfinite(pred).flatten(1).all(1).cpu()
+    out = {k: torch.full((len(images),), math.nan) for k in METRICS}
+    ok = ~failed
+    if ok.any():
+        dev = ok.to(images.device)
+        scores = compute_metrics(pred[dev], images[dev], pix[dev], lpips=lp)
+        for k, v in scores.items():
+            out[k][ok] = v
+    return out, failed
 
 
 def run_evaluation(method, data=None, split: str = "test", mask_specs=DEFAULT_MASK_SPECS, out_dir=None,
@@ -426,8 +447,22 @@ def run_evaluation(method, data=None, split: str = "test", mask_specs=DEFAULT_MA
         raise ValueError(f"num_images must be None or >= 1, got {num_images!r}")
     if lpips_net not in ("alex", "vgg", None):
         raise ValueError(f"lpips_net must be 'alex', 'vgg' or None, got {lpips_net!r}")
-    if out_dir is not None:
-        check_writable_dir(out_dir, "out_dir")
+    lock = None
+    if out_dir is not None:  # locked for the run: a second evaluation into the same folder is refused
+        lock = RunLock(check_writable_dir(out_dir, "out_dir"))
+    try:
+        result = _run(method, data, split, mask_specs, batch_size, seed, num_images, size, device, lpips_net,
+                      given_masks, patch_size, progress)
+        if out_dir is not None:
+            result.save(out_dir)
+    finally:
+        if lock is not None:
+            lock.release()
+    return result
+
+
+def _run(method, data, split, mask_specs, batch_size, seed, num_images, size, device, lpips_net, given_masks,
+         patch_size, progress) -> EvalResult:
     specs, device = _specs(mask_specs, given_masks), check_device(device)
     methods = _methods(method, device)
     ds, source = _dataset(data, split, None, seed)
@@ -447,6 +482,7 @@ def run_evaluation(method, data=None, split: str = "test", mask_specs=DEFAULT_MA
     given = _given(given_masks or {}, n, patch_size, grid)
     lp, notes = _lpips(lpips_net, img_size, device)
     values = {m: {s: {k: [] for k in METRICS} for s, _ in specs} for m in methods}
+    failures: dict[str, dict[str, list[int]]] = {m: {s: [] for s, _ in specs} for m in methods}
     masks: dict[str, list[torch.Tensor]] = {s: [] for s, _ in specs}
     starts = range(0, n, batch_size)
     if progress:
@@ -462,16 +498,21 @@ def run_evaluation(method, data=None, split: str = "test", mask_specs=DEFAULT_MA
             pix = patch_mask_to_pixel_mask(mask, patch_size, grid).to(device)
             for name, fn in methods.items():
                 with torch.no_grad():
-                    scores = _score(name, fn, images, mask, pix, patch_size, lp)
+                    scores, failed = _score(name, fn, images, mask, pix, patch_size, lp)
                 for k, v in scores.items():
                     values[name][s][k] += v.tolist()
+                failures[name][s] += (torch.nonzero(failed).flatten() + start).tolist()
     config = {"split": split if loaded else None, "source": source, "num_images": n, "size": list(img_size),
               "patch_size": patch_size, "seed": seed, "batch_size": batch_size, "lpips_net": lpips_net,
               "device": str(device), "ci": "95% Student t over images"}
+    failures = {m: {s: ids for s, ids in by.items() if ids} for m, by in failures.items()}
+    failures = {m: by for m, by in failures.items() if by}
+    for m, by in failures.items():
+        for s, ids in by.items():
+            notes.append(f"{m} failed on {len(ids)} of {n} images under {s} (NaN or inf output, images "
+                         f"{ids[:8]}{' ...' if len(ids) > 8 else ''}): they are counted, not averaged.")
     result = EvalResult(list(methods), [s for s, _ in specs], values, config, notes,
-                        {s: torch.cat(v) for s, v in masks.items()})
-    if out_dir is not None:
-        result.save(out_dir)
+                        {s: torch.cat(v) for s, v in masks.items()}, failures=failures)
     return result
 
 

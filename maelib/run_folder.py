@@ -72,8 +72,9 @@ class RunLock:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._file.close()
-            raise RunFolderError(f"out={str(folder)!r} is in use by another training run (it holds "
-                                 f"{self.path}); wait for it to finish or choose another --out") from None
+            raise RunFolderError(f"out={str(folder)!r} is in use by another training run or evaluation "
+                                 f"(it holds {self.path}); wait for it to finish or choose another --out"
+                                 ) from None
         self._file.seek(0)
         self._file.truncate()
         self._file.write(f"{os.getpid()}\n")

@@ -158,7 +158,8 @@ def test_report_files(tmp_path):
     with pytest.raises(RuntimeError):
         broken.save(tmp_path / "out")
     assert json.loads((tmp_path / "out" / "results.json").read_text()) == d
-    assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")] == []
+    hidden = [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+    assert hidden in ([], [".lock"])
 
 
 def test_infinite_values_are_reported():
@@ -368,3 +369,44 @@ def test_noise_control_adds_seeded_noise_in_the_hole_only(tmp_path):
         NoisyFill(model, sigma=0.0)
     with pytest.raises(ValueError, match="follows a model"):
         run_evaluation("mean+noise", data=images, mask_specs="block:0.5", patch_size=8, lpips_net=None)
+
+
+# --- failures are counted; one evaluation per folder; a full disk leaves the old results whole ------------
+def _nan_on_first_two(images, pixel_mask):
+    out = BASELINES["mean"](images, pixel_mask)
+    out[:2] = math.nan
+    return out
+
+
+def test_a_method_failing_on_some_images_is_counted_not_averaged():
+    res = run_evaluation({"flaky": _nan_on_first_two}, data=_images(4), mask_specs="random:0.5",
+                         batch_size=4, patch_size=8, lpips_net=None)
+    assert res.failed("flaky", "random:0.5") == [0, 1]
+    assert res.summary()["flaky"]["random:0.5"]["psnr"]["n"] == 2
+    assert "| 2 (2 failed) |" in res.to_markdown()
+    assert any("flaky failed on 2 of 4 images" in n for n in res.notes)
+    assert json.loads(res.to_json())["failures"] == {"flaky": {"random:0.5": [0, 1]}}
+
+
+def test_a_second_evaluation_into_a_locked_folder_is_refused(tmp_path):
+    from maelib.run_folder import RunFolderError, RunLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with RunLock(out), pytest.raises(RunFolderError, match="in use"):
+        run_evaluation("mean", data=_images(2), mask_specs="random:0.5", patch_size=8, lpips_net=None,
+                       out_dir=out)
+
+
+def test_full_disk_while_saving_keeps_every_previous_file(tmp_path, monkeypatch):
+    from bad_inputs import full_disk
+
+    out = tmp_path / "out"
+    run_evaluation("mean", data=_images(2), mask_specs="random:0.5", patch_size=8, lpips_net=None,
+                   out_dir=out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    res = run_evaluation("nearest", data=_images(2), mask_specs="block:0.5", patch_size=8, lpips_net=None)
+    full_disk(monkeypatch, after=2000)  # the small files fit, the figure does not
+    with pytest.raises(OSError, match="No space left"):
+        res.save(out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
