@@ -19,7 +19,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .masking import CurriculumSchedule, MaskSpec, block_bbox_shape
-from .patches import grid_size
+from .patches import check_images, check_number, grid_size
 from .viz import (
     draw_patch_grid,
     masked_image,
@@ -64,6 +64,23 @@ class MaskState:
     def label(self) -> str:
         shown = "-" if self.error else str(self.num_visible)
         return f"visible patches: {shown} / {self.num_patches}"
+
+
+def _image(image, name: str = "image") -> torch.Tensor:
+    """``image`` as `(C, H, W)` (:func:`maelib.viz.to_chw`), finite and in [0, 1]; ValueError naming it."""
+    x = to_chw(image, name)
+    check_images(x[None], name, finite=True, unit_range=True, range_tol=1e-3,
+                 hint=" (for 0-255 images pass image / 255)")
+    return x
+
+
+def _int(value, name: str, low: int | None = None, high: int | None = None) -> int:
+    """A whole number (an int, or a float such as 20.0 from a slider) in ``low .. high``; TypeError /
+    ValueError naming ``name`` otherwise (never a bare ``int()`` error)."""
+    v = check_number(value, name, low=low, high=high)
+    if not float(v).is_integer():
+        raise TypeError(f"{name} must be a whole number, got {value!r}")
+    return int(v)
 
 
 def _state(x: torch.Tensor, mask: torch.Tensor, p: int, title: str, message: str = "",
@@ -111,9 +128,12 @@ def mask_state(image, patch_size: int, mask_mode: str, *, seed: int = 0, **optio
     Returns:
         :class:`MaskState`; for ``combined`` with block + random >= 1 an error state instead of an exception.
     """
-    x = to_chw(image)
+    x = _image(image)
     grid = grid_size(tuple(x.shape[-2:]), patch_size)
+    seed = _int(seed, "seed", low=0)
     b, r = options.get("block_ratio", 0.5), options.get("random_ratio", 0.0)
+    for name in ("block_ratio", "random_ratio"):
+        check_number(options.get(name, 0.0), name, low=0.0, high=1.0, high_open=True)
     if mask_mode == "combined" and b + r >= 1:
         err = (f"block ratio + random ratio must be < 1, got {b:.2f} + {r:.2f} = {b + r:.2f}"
                ": lower one of them")
@@ -157,7 +177,7 @@ def combined_mask_state(image, patch_size: int = 16, block_ratio: float = 0.3, r
 
 def patch_grid_state(image, patch_size: int = 16) -> MaskState:
     """The patch grid of an image, nothing masked."""
-    x = to_chw(image)
+    x = _image(image)
     gh, gw = grid_size(tuple(x.shape[-2:]), patch_size)
     p, length = patch_size, gh * gw
     msg = (f"{gh} x {gw} = {length} patches: the encoder sees {length} tokens (+1 cls token), each a "
@@ -225,8 +245,9 @@ def curriculum_state(epochs: int = 20, warmup: int = 2, block_start: float = 0.1
                      total_ratio: float = 0.75, flipped: bool = False,
                      horizontal_random_offset: bool = True) -> CurriculumState:
     """Build the schedule; settings it rejects give an error state instead of an exception."""
+    epochs, warmup = _int(epochs, "epochs"), _int(warmup, "warmup")
     try:
-        schedule = CurriculumSchedule(total_epochs=int(epochs), warmup_epochs=int(warmup),
+        schedule = CurriculumSchedule(total_epochs=epochs, warmup_epochs=warmup,
                                       total_ratio=total_ratio, block_start=block_start, block_end=block_end,
                                       flipped=flipped, horizontal_random_offset=horizontal_random_offset)
         return CurriculumState(schedule)
@@ -375,7 +396,7 @@ def _seed(value: int) -> W.IntSlider:
 
 def patch_size_widget(image, patch_size: int = 16, static: bool = True) -> Explorer:
     """Patch size -> patch grid; the sizes offered divide the image's height and width."""
-    x = to_chw(image)
+    x = _image(image)
     h, w = x.shape[-2:]
     sizes = [p for p in range(4, min(h, w) // 2 + 1) if h % p == 0 and w % p == 0]
     if patch_size not in sizes:
@@ -389,7 +410,7 @@ def patch_size_widget(image, patch_size: int = 16, static: bool = True) -> Explo
 
 def _mask_widget(image, patch_size: int, mode: str, params: dict, static: bool,
                  examples: list[dict]) -> Explorer:
-    x = to_chw(image)
+    x = _image(image)
     grid_size(tuple(x.shape[-2:]), patch_size)
     return Explorer(lambda **kw: mask_state(x, patch_size, mode, **kw), plot_mask_state, params,
                     static=static, examples=examples)
@@ -515,14 +536,20 @@ def inpaint_state(model, images: torch.Tensor, index: int = 0, mask_mode: str = 
 
     if mask_mode not in INPAINT_MODES:
         raise ValueError(f"mask_mode must be one of {INPAINT_MODES}, got {mask_mode!r}")
-    if not 0.0 <= float(ratio) <= 0.95:
-        raise ValueError(f"ratio must be in [0, 0.95], got {ratio}")
-    if not 0 <= int(index) < len(images):
-        raise ValueError(f"index must be in 0..{len(images) - 1}, got {index}")
+    ratio = check_number(ratio, "ratio", low=0.0, high=0.95)
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(f"images must be a tensor (N, 3, H, W), got "
+                         f"{getattr(images, 'shape', type(images).__name__)}")
+    index, seed = _int(index, "index", 0, len(images) - 1), _int(seed, "seed", low=0)
     key = "mask_ratio" if mask_mode == "random" else "block_ratio"
-    ratio = max(float(ratio), 1e-3 if mask_mode != "random" else 0.0)
-    r = reconstruct(model, images[int(index)][None], mask_mode,
-                    generator=torch.Generator().manual_seed(int(seed)), **{key: float(ratio)})
+    try:
+        r = reconstruct(model, images[index][None], mask_mode,
+                        generator=torch.Generator().manual_seed(seed), **{key: ratio})
+    except ValueError as err:  # a ratio of 0, or one too small to cover a patch: nothing is masked
+        if " masks 0 of " not in str(err):
+            raise
+        r = reconstruct(model, images[index][None], "random", generator=torch.Generator().manual_seed(seed),
+                        mask_ratio=0.0)
     if not bool(r.mask.any()):
         m = torch.zeros(model.grid_size, dtype=torch.bool)
         return InpaintState(r.images[0], m, model.patch_size, r.images[0], r.images[0], r.images[0],
@@ -536,7 +563,7 @@ def inpaint_state(model, images: torch.Tensor, index: int = 0, mask_mode: str = 
     shown = masked_image(r.images[0], mask, model.patch_size)
     return InpaintState(r.images[0], mask, model.patch_size, shown, r.pasted[0], telea[0], float(scores[0]),
                         float(scores[1]),
-                        f"image {int(index)}, {names[mask_mode]} {ratio:.2f}")
+                        f"image {index}, {names[mask_mode]} {ratio:.2f}")
 
 
 def plot_inpaint_state(state: InpaintState, fig: Figure | None = None) -> Figure:

@@ -280,3 +280,39 @@ def test_inpainting_widget_reacts_to_every_control(tiny_model, facades):
     assert titles[1] == f"MAE: {w.state.mae_psnr:.2f} dB"
     assert titles[2] == f"Telea: {w.state.telea_psnr:.2f} dB"
     assert len(w.preview_states()) == 3
+
+
+# --- input checks: errors naming the control, never a bare int() error or a silent 0-255 image -------------
+@pytest.mark.parametrize("mode", ["random", "block", "block_bbox"])
+def test_inpaint_state_ratio_zero_masks_nothing(tiny_model, facades, mode):
+    st = wg.inpaint_state(tiny_model, facades, mask_mode=mode, ratio=0)
+    assert not st.mask.any()
+
+
+@pytest.mark.parametrize("kwargs, exc, name", [
+    (dict(index="a"), TypeError, "index"), (dict(index=1.5), TypeError, "index"),
+    (dict(index=7), ValueError, "index"), (dict(seed="x"), TypeError, "seed"),
+    (dict(ratio=float("nan")), ValueError, "ratio"), (dict(ratio="0.5"), TypeError, "ratio"),
+])
+def test_inpaint_state_bad_controls_name_themselves(tiny_model, facades, kwargs, exc, name):
+    with pytest.raises(exc, match=name):
+        wg.inpaint_state(tiny_model, facades, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [255.0, float("nan")])
+def test_mask_widgets_refuse_0_255_and_nan_images(image, bad):
+    x = image.clone()
+    x[0, 0, 0] = bad
+    with pytest.raises(ValueError, match="image"):
+        wg.random_mask_state(x, 16, 0.5)
+    with pytest.raises(ValueError, match="image"):
+        wg.patch_grid_state(x * 255 if bad == 255.0 else x, 16)
+
+
+def test_mask_state_bad_seed_and_curriculum_epochs_name_themselves(image):
+    with pytest.raises(TypeError, match="seed"):
+        wg.random_mask_state(image, 16, 0.5, seed="one")
+    with pytest.raises(TypeError, match="epochs"):
+        wg.curriculum_state(epochs="ten")
+    with pytest.raises(TypeError, match="epochs"):
+        wg.curriculum_state(epochs=2.5)
