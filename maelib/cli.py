@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -420,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         text = str(err) if not isinstance(err, OSError) or not err.filename else (
             f"{err.strerror or err}: {err.filename}")
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            text += ("; free some space, then continue the run with --resume" if args.command == "train"
+                     else "; free some space and run it again (the previous files were left as they were)")
         print(f"maelib {args.command}: error: {text}", file=sys.stderr)
         rc = 2
     except KeyboardInterrupt:

@@ -590,3 +590,42 @@ def test_download_names_the_backbones_and_keeps_a_loadable_file(tmp_path, capsys
     assert rc == 0 and str(backbone_path("alexnet", shared)) in out
     rc, _, err = run_main(["download", "alexnet", "--archive", str(tmp_path / "x.zip")], capsys)
     assert rc == 2 and "--archive" in err
+
+
+# --- bad settings and a full disk: one line, no traceback, no lock or folder left -------------------------
+@pytest.mark.parametrize("extra, name", [
+    (["--set", "clip_grad=-1.0"], "clip_grad"),
+    (["--set", "model_kwargs.depth=abc"], "depth"),
+    (["--source", "bogus:/tmp"], "bogus"),
+    (["--set", "betas=[0.9, 2]"], "betas"),
+])
+def test_bad_train_settings_are_one_line_and_leave_nothing(tmp_path, capsys, extra, name):
+    out = tmp_path / "run"
+    rc, _, err = run_main(["train", "--out", str(out), *TINY, *extra], capsys)
+    assert rc == 2 and name in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_full_disk_during_training_is_one_line(tmp_path, capsys, monkeypatch):
+    from bad_inputs import full_disk
+
+    full_disk(monkeypatch)
+    rc, _, err = run_main(["train", "--out", str(tmp_path / "run"), *TINY], capsys)
+    assert rc == 2 and "No space left" in err and "--resume" in err and "Traceback" not in err
+    assert ".tmp" not in err
+
+
+def test_a_decompression_bomb_in_data_is_skipped_by_evaluate(tmp_path, capsys):
+    from bad_inputs import bomb_png
+    from PIL import Image
+
+    data = tmp_path / "photos"
+    data.mkdir()
+    for i in range(2):
+        Image.new("RGB", (40, 40), (10 * i, 50, 90)).save(data / f"p{i}.png")
+    bomb_png(data / "bomb.png")
+    rc, out, err = run_main(["evaluate", "mean", "--data", str(data), "--split", "all", "--size", "32",
+                             "--out", str(tmp_path / "ev"), "--mask", "random:0.5", "--lpips-net", "none"],
+                            capsys)
+    assert rc == 0, err
+    assert "Traceback" not in err
