@@ -31,7 +31,9 @@ from .metrics import METRICS, LPIPSMetric, compute_metrics, mean_ci
 from .model import MaskedAutoencoderViT
 from .patches import (
     check_device,
+    check_number,
     check_pixel_mask,
+    check_seed,
     grid_size,
     patch_mask_to_pixel_mask,
     pixel_mask_to_patch_mask,
@@ -237,7 +239,7 @@ class NoisyFill:
     The noise of a call is drawn from a generator seeded with ``seed`` and the call's pixel mask, so it does
     not depend on the order in which methods or batches are scored.
 
-    Args: model: the MAE; sigma: noise standard deviation (> 0); seed: the noise seed.
+    Args: model: the MAE; sigma: noise standard deviation in (0, 1]; seed: the noise seed (int >= 0).
     Call: images `(N, 3, H, W)` in [0, 1], pixel_mask `(N, 1, H, W)` (1 = masked, whole patches).
     Returns: `(N, 3, H, W)` in [0, 1].
     """
@@ -245,10 +247,10 @@ class NoisyFill:
     def __init__(self, model: MaskedAutoencoderViT, sigma: float = 0.05, seed: int = 0) -> None:
         if not isinstance(model, MaskedAutoencoderViT):
             raise TypeError(f"model must be a MaskedAutoencoderViT, got {type(model).__name__}")
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) \
-                or sigma <= 0:
-            raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
-        self.model, self.sigma, self.seed = model, float(sigma), int(seed)
+        sigma = check_number(sigma, "sigma (the noise's standard deviation on [0, 1] images)", low=0.0,
+                             high=1.0, low_open=True)
+        self.model, self.sigma = model, sigma
+        self.seed = check_seed(seed)
 
     def __call__(self, images: torch.Tensor, pixel_mask: torch.Tensor) -> torch.Tensor:
         pix = check_pixel_mask(pixel_mask, images)
@@ -441,10 +443,13 @@ def run_evaluation(method, data=None, split: str = "test", mask_specs=DEFAULT_MA
     Returns:
         :class:`EvalResult` (also saved to ``out_dir`` when given; ``result.paths`` lists the files).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    if num_images is not None and (isinstance(num_images, bool) or int(num_images) < 1):
-        raise ValueError(f"num_images must be None or >= 1, got {num_images!r}")
+    batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
+    if num_images is not None:
+        num_images = check_number(num_images, "num_images (None or an int)", low=1, integer=True)
+    seed = check_seed(seed)
+    patch_size = check_number(patch_size, "patch_size", low=1, integer=True)
+    if size is not None:
+        size = to_2tuple(size, "size")
     if lpips_net not in ("alex", "vgg", None):
         raise ValueError(f"lpips_net must be 'alex', 'vgg' or None, got {lpips_net!r}")
     lock = None

@@ -512,7 +512,8 @@ class CurriculumSchedule:
         check_number(self.warmup_epochs, "warmup_epochs", low=0, high=self.total_epochs, integer=True)
         _check_ratio("total_ratio", self.total_ratio)
         for name in ("block_start", "block_end"):
-            check_number(getattr(self, name), name, low=0.0, high=self.total_ratio)
+            check_number(getattr(self, name), f"{name} (at most total_ratio={self.total_ratio:g})", low=0.0,
+                         high=self.total_ratio)
         for flag in ("flipped", "horizontal_random_offset"):
             object.__setattr__(self, flag, _check_flag(flag, getattr(self, flag)))
 

@@ -27,15 +27,15 @@ LPIPS_NETS: dict[str, tuple[str, str]] = {"alex": ("alexnet", "AlexNet_Weights")
                                           "vgg": ("vgg16", "VGG16_Weights")}
 _RANGE_TOL = 1e-3
 SSIM_WINDOW = 11
+MAX_DATA_RANGE = 65535.0  # 16-bit images; a larger range overflows PSNR's float32 arithmetic
 
 
 def t_quantile_975(df: int) -> float:
     """Two-sided 95% Student-t quantile ``t(0.975, df)`` (``scipy.stats.t.ppf``)."""
-    if isinstance(df, bool) or int(df) != df or df < 1:
-        raise ValueError(f"df must be an int >= 1, got {df!r}")
+    df = check_number(df, "df", low=1, integer=True)
     from scipy.stats import t
 
-    return float(t.ppf(0.975, int(df)))
+    return float(t.ppf(0.975, df))
 
 
 def mean_ci(values: Sequence[float]) -> dict[str, float]:
@@ -89,7 +89,7 @@ def masked_psnr(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tens
     Args: pred, target `(N, C, H, W)`; pixel_mask `(N, 1, H, W)` or `(N, H, W)`, 1 = masked.
     Returns: `(N,)` dB; ``nan`` for an image with no masked pixel, ``inf`` for an exact masked region.
     """
-    data_range = check_number(data_range, "data_range", low=0.0, low_open=True)
+    data_range = check_number(data_range, "data_range", low=0.0, high=MAX_DATA_RANGE, low_open=True)
     _check_pair(pred, target, data_range=data_range)
     m = check_pixel_mask(pixel_mask, target).float()
     sq = (pred.double() - target.double()).pow(2) * m
@@ -101,7 +101,7 @@ def masked_psnr(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tens
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Whole-image PSNR per image (torchmetrics). Args: `(N, C, H, W)`. Returns: `(N,)` dB."""
-    data_range = check_number(data_range, "data_range", low=0.0, low_open=True)
+    data_range = check_number(data_range, "data_range", low=0.0, high=MAX_DATA_RANGE, low_open=True)
     _check_pair(pred, target, data_range=data_range)
     return peak_signal_noise_ratio(pred.float(), target.float(), data_range=data_range, reduction="none",
                                    dim=(1, 2, 3)).reshape(-1)
@@ -110,7 +110,7 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
 def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """SSIM per image (torchmetrics, 11x11 Gaussian window). Args: `(N, C, H, W)`, H and W >= 11.
     Returns: `(N,)`."""
-    data_range = check_number(data_range, "data_range", low=0.0, low_open=True)
+    data_range = check_number(data_range, "data_range", low=0.0, high=MAX_DATA_RANGE, low_open=True)
     _check_pair(pred, target, data_range=data_range)
     if min(pred.shape[-2:]) < SSIM_WINDOW:
         raise ValueError(f"ssim needs pred and target of at least {SSIM_WINDOW}x{SSIM_WINDOW} px (its "
@@ -240,6 +240,9 @@ def sharpness(fill01: torch.Tensor, original01: torch.Tensor, pixel_mask: torch.
     _check_pair(fill01, original01, ("fill01", "original01"))
     if isinstance(erode, bool) or not isinstance(erode, int) or erode < 0:
         raise ValueError(f"erode must be an int >= 0, got {erode!r}")
+    if erode > min(original01.shape[-2:]) // 2:
+        raise ValueError(f"erode={erode} px would erode every hole of {tuple(original01.shape[-2:])} px "
+                         f"images: use at most {min(original01.shape[-2:]) // 2}")
     m = erode_mask(check_pixel_mask(pixel_mask, original01).double(), erode)
     fill_sum = (sobel_magnitude(fill01) * m).flatten(1).sum(1)
     orig_sum = (sobel_magnitude(original01) * m).flatten(1).sum(1)

@@ -9,6 +9,7 @@ import operator
 import torch
 
 Size2 = tuple[int, int]
+MAX_PIXELS = 2**31  # the largest image (H * W) a mask is expanded to
 
 
 def check_int(value, name: str) -> int:
@@ -57,6 +58,14 @@ def check_number(value, name: str, *, low: float | None = None, high: float | No
         kind = "an int" if integer else "a finite number"
         raise ValueError(f"{name} must be {kind} {interval}, got {value!r}")
     return out
+
+
+SEED_MAX = 2**63 - 1  # the largest seed torch.Generator.manual_seed takes here
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """A seed: an int in [0, 2**63 - 1]; TypeError / ValueError naming ``name`` otherwise."""
+    return check_number(seed, name, low=0, high=SEED_MAX, integer=True)
 
 
 def check_device(device, name: str = "device") -> torch.device:
@@ -259,7 +268,11 @@ def patch_mask_to_pixel_mask(mask: torch.Tensor, patch_size: int, grid: Size2) -
     gh, gw = to_2tuple(grid, "grid")
     patch_size = check_patch_size(patch_size)
     if not isinstance(mask, torch.Tensor) or mask.ndim != 2 or mask.shape[1] != gh * gw:
-        raise ValueError(f"mask must have shape (N, {gh * gw}), got {getattr(mask, 'shape', type(mask))}")
+        raise ValueError(f"mask must have shape (N, {gh * gw}) for grid {(gh, gw)}, got "
+                         f"{getattr(mask, 'shape', type(mask))}")
+    if gh * gw * patch_size**2 > MAX_PIXELS:
+        raise ValueError(f"patch_size {patch_size} on grid {(gh, gw)} makes an image of more than "
+                         f"{MAX_PIXELS} pixels")
     m = mask.float().reshape(-1, 1, gh, gw)
     return m.repeat_interleave(patch_size, dim=2).repeat_interleave(patch_size, dim=3)
 

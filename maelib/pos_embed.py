@@ -8,6 +8,8 @@ from timm.layers import resample_abs_pos_embed
 
 from .patches import Size2, check_int, check_number, to_2tuple
 
+MAX_POSITIONS = 2**20  # a 1024 x 1024 patch grid: far beyond any image a ViT is run on
+
 
 def get_1d_sincos_pos_embed_from_grid(embed_dim: int, pos: np.ndarray) -> np.ndarray:
     """Args: embed_dim D (even), pos `(M,)`. Returns: `(M, D)` as [sin | cos]."""
@@ -37,6 +39,9 @@ def get_2d_sincos_pos_embed(embed_dim: int, grid_size: int | Size2, cls_token: b
     if embed_dim % 4:
         raise ValueError(f"embed_dim must be divisible by 4, got {embed_dim}")
     gh, gw = to_2tuple(grid_size, "grid_size")
+    if gh * gw > MAX_POSITIONS:
+        raise ValueError(f"grid_size {(gh, gw)} has {gh * gw} positions; at most {MAX_POSITIONS} are "
+                         "supported")
     grid_w, grid_h = np.meshgrid(np.arange(gw, dtype=np.float32), np.arange(gh, dtype=np.float32))
     emb_w = get_1d_sincos_pos_embed_from_grid(embed_dim // 2, grid_w)
     emb_h = get_1d_sincos_pos_embed_from_grid(embed_dim // 2, grid_h)
@@ -72,8 +77,11 @@ def interpolate_pos_embed(
     if pos_embed.ndim != 3 or pos_embed.shape[1] != num_prefix_tokens + old_grid[0] * old_grid[1]:
         raise ValueError(
             f"pos_embed of shape {tuple(pos_embed.shape)} does not match old_grid {old_grid} "
-            f"with {num_prefix_tokens} prefix tokens"
+            f"with num_prefix_tokens={num_prefix_tokens} (the cls tokens in front)"
         )
+    if new_grid[0] * new_grid[1] > MAX_POSITIONS:
+        raise ValueError(f"new_grid {new_grid} has {new_grid[0] * new_grid[1]} positions; at most "
+                         f"{MAX_POSITIONS} are supported")
     if old_grid == new_grid:
         return pos_embed
     return resample_abs_pos_embed(pos_embed, list(new_grid), list(old_grid),

@@ -20,9 +20,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .model import MaskedAutoencoderViT
-from .patches import check_images, check_number, patchify
+from .patches import check_images, check_number, check_seed, patchify
 
 READOUTS = ("linear", "mlp")
+MAX_CLASSES = 256  # class values of a uint8 label map
 
 
 def patch_labels(labels: torch.Tensor, patch_size: int, num_classes: int = 13) -> torch.Tensor:
@@ -38,7 +39,7 @@ def patch_labels(labels: torch.Tensor, patch_size: int, num_classes: int = 13) -
     if not isinstance(labels, torch.Tensor) or labels.ndim != 3 or labels.is_floating_point():
         raise TypeError(f"labels must be an integer tensor (N, H, W), got "
                         f"{type(labels).__name__} {tuple(getattr(labels, 'shape', ()))}")
-    num_classes = check_number(num_classes, "num_classes", low=1, integer=True)
+    num_classes = check_number(num_classes, "num_classes", low=1, high=MAX_CLASSES, integer=True)
     patch_size = check_number(patch_size, "patch_size", low=1, integer=True)
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         raise ValueError(f"labels must be in 0..{num_classes - 1}, got values "
@@ -202,7 +203,7 @@ def train_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int =
     if not isinstance(labels, torch.Tensor) or labels.is_floating_point():
         raise TypeError(f"labels must be an integer tensor, got "
                         f"{getattr(labels, 'dtype', type(labels).__name__)}")
-    num_classes = check_number(num_classes, "num_classes", low=2, integer=True)
+    num_classes = check_number(num_classes, "num_classes", low=2, high=MAX_CLASSES, integer=True)
     x, y = features.reshape(-1, features.shape[-1]).float(), labels.reshape(-1).long()
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"features and labels must have as many items, got {x.shape[0]} and {y.shape[0]}")
@@ -210,7 +211,7 @@ def train_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int =
     x, y = x[keep], y[keep]
     if len(y) < 2:
         raise ValueError("need at least two labelled items to train a probe")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     with torch.random.fork_rng(devices=[]):  # seeded init; the caller's global RNG is left alone
         torch.manual_seed(int(seed))
         probe = Probe(x.shape[1], num_classes, readout)
@@ -306,7 +307,7 @@ def train_last_block(model: MaskedAutoencoderViT, tokens: torch.Tensor, labels: 
     y = labels.long()
     if int((y > 0).sum()) < 2:
         raise ValueError("need at least two labelled patches to train a probe")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         probe = LastBlockProbe(model, num_classes)

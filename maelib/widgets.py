@@ -19,7 +19,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .masking import CurriculumSchedule, MaskSpec, block_bbox_shape
-from .patches import check_images, check_number, grid_size
+from .patches import check_images, check_number, check_seed, grid_size
 from .viz import (
     draw_patch_grid,
     masked_image,
@@ -130,7 +130,7 @@ def mask_state(image, patch_size: int, mask_mode: str, *, seed: int = 0, **optio
     """
     x = _image(image)
     grid = grid_size(tuple(x.shape[-2:]), patch_size)
-    seed = _int(seed, "seed", low=0)
+    seed = check_seed(seed)
     b, r = options.get("block_ratio", 0.5), options.get("random_ratio", 0.0)
     for name in ("block_ratio", "random_ratio"):
         check_number(options.get(name, 0.0), name, low=0.0, high=1.0, high_open=True)
@@ -540,7 +540,7 @@ def inpaint_state(model, images: torch.Tensor, index: int = 0, mask_mode: str = 
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise ValueError(f"images must be a tensor (N, 3, H, W), got "
                          f"{getattr(images, 'shape', type(images).__name__)}")
-    index, seed = _int(index, "index", 0, len(images) - 1), _int(seed, "seed", low=0)
+    index, seed = _int(index, "index", 0, len(images) - 1), check_seed(seed)
     key = "mask_ratio" if mask_mode == "random" else "block_ratio"
     try:
         r = reconstruct(model, images[index][None], mask_mode,

@@ -504,7 +504,8 @@ BAD_INPUTS = [
     ("load_model_pth", lambda m, t: load_model(_pth(t)), ValueError, "load_official_checkpoint"),
     ("load_model_cuda", lambda m, t: load_model(save_pretrained(m, t / "c"), device="cuda:7")
      if not torch.cuda.is_available() else load_model(t / "none", device="bogus"), ValueError, "device"),
-    ("load_pretrained_cuda", lambda m, t: load_pretrained(maelib.list_pretrained(all=True)[0], device="cuda:7")
+    ("load_pretrained_cuda",
+     lambda m, t: load_pretrained(maelib.list_pretrained(all=True)[0], device="cuda:7")
      if not torch.cuda.is_available() else load_pretrained("x", device="bogus"), ValueError, "device"),
     ("pretrained_name", lambda m, t: load_pretrained("imagenet"), ValueError, "name"),
     ("save_dtype", lambda m, t: save_pretrained(m, t / "x", dtype=torch.int8), ValueError, "dtype"),

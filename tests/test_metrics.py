@@ -127,8 +127,10 @@ _T975_TABLE = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2
 
 def test_t_quantile_matches_the_printed_table_to_three_decimals():
     assert [round(t_quantile_975(df), 3) for df in range(1, 31)] == list(_T975_TABLE)
-    with pytest.raises(ValueError, match="df"):
+    with pytest.raises(TypeError, match="df"):
         t_quantile_975(2.5)
+    with pytest.raises(ValueError, match="df"):
+        t_quantile_975(0)
 
 
 def _facade_like(n=2, size=48, seed=0):
@@ -265,7 +267,7 @@ def test_lpips_rejects_unknown_net():
         LPIPSMetric("squeezy")
 
 
-# --- bad inputs: an error, never a NaN / inf / out-of-scale number --------------------------------------------
+# --- bad inputs: an error, never a NaN / inf / out-of-scale number ------------------------------------------
 def _hole(n=2, size=32):
     m = torch.zeros(n, 1, size, size)
     m[..., 8:24, 8:24] = 1
