@@ -455,14 +455,16 @@ def run_evaluation(method, data=None, split: str = "test", mask_specs=DEFAULT_MA
     lock = None
     if out_dir is not None:  # locked for the run: a second evaluation into the same folder is refused
         lock = RunLock(check_writable_dir(out_dir, "out_dir"))
+    failed = True
     try:
         result = _run(method, data, split, mask_specs, batch_size, seed, num_images, size, device, lpips_net,
                       given_masks, patch_size, progress)
         if out_dir is not None:
             result.save(out_dir)
+        failed = False
     finally:
-        if lock is not None:
-            lock.release()
+        if lock is not None:  # a failed evaluation into a folder it left empty leaves no lock file
+            lock.release(remove=failed and lock.folder_is_bare())
     return result
 
 
