@@ -3,11 +3,13 @@ implementation.
 
 A checker prints one line and returns True (right) or False; it never raises. An exercise that still raises
 ``NotImplementedError`` (or is ``...``) counts as not attempted. torch and maelib load on first use, so that
-importing this module stays light. In notebook order: ``check`` and ``check_prediction`` (every notebook:
-a value, and the "predict, then run" questions), patchify and the sin-cos table (01), random masking (02),
-block masks and the distance to the nearest visible patch (03), a mask setting and combined counts (04), the
-encoder, the loss on masked patches, ``norm_pix_loss`` and one training step (05), trainable parameters (06),
-masked PSNR (07).
+importing this module stays light. While a learner's function runs, maelib's own implementation of what it
+asks for is blocked (calling it is a wrong answer). In notebook order: ``check`` and ``check_prediction``
+(every notebook: a value, and the "predict, then run" questions), patchify, linear -> conv weights and the
+sin-cos table (01), random masking, the indices from a mask and the shuffle (02), block masks and the distance
+to the nearest visible patch (03), a mask setting and combined counts (04), the encoder, the loss on masked
+patches, ``norm_pix_loss``, one training step and an accumulated one (05), trainable parameters, in all and by
+part (06), masked PSNR (07).
 """
 
 from __future__ import annotations
@@ -890,6 +892,77 @@ def check_train_step(fn: Callable, make_model: Callable) -> bool:
                      "backward, step — in that order, once per call")
 
     return _run("training step", body)
+
+
+def check_accumulated_step(fn: Callable, make_model: Callable) -> bool:
+    """``fn(model, optimizer, imgs (N, 3, H, W) normalised, generator, accum_steps) -> loss``: ONE
+    optimizer update from ``accum_steps`` equal micro-batches of ``imgs`` (in order, random 0.75 masks drawn
+    with ``generator``), each micro-batch's loss divided by ``accum_steps`` before ``backward``, the
+    gradients zeroed after the update; returns the mean of the micro-batch losses. ``make_model()`` builds a
+    fresh small model."""
+
+    def body() -> str:
+        import torch
+
+        def variant(divide: bool = True, zero_inside: bool = False, step_inside: bool = False):
+            def step(model, opt, imgs, g, a):
+                losses = []
+                for chunk in imgs.chunk(a):
+                    if zero_inside:
+                        opt.zero_grad()
+                    loss, _, _ = model(chunk, mask_ratio=0.75, generator=g)
+                    (loss / a if divide else loss).backward()
+                    losses.append(loss.item())
+                    if step_inside:
+                        opt.step()
+                        opt.zero_grad()
+                if not step_inside:
+                    opt.step()
+                    opt.zero_grad()
+                return sum(losses) / len(losses)
+            return step
+
+        def run(step, a: int = 2):
+            torch.manual_seed(0)
+            model = make_model().train()
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            h, w = model.config.img_size
+            imgs = torch.randn(4, 3, h, w, generator=torch.Generator().manual_seed(1))
+            g = torch.Generator().manual_seed(2)
+            loss = float(_tensor(step(model, opt, imgs, g, a), "your loss").reshape(-1)[0])
+            grads = any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.parameters())
+            return loss, torch.cat([p.detach().reshape(-1) for p in model.parameters()]), grads
+
+        want_l, want_p, _ = run(variant())
+        got_l, got_p, got_grads = run(lambda *a: _call(fn, *a))
+        _, start, _ = run(lambda *a: torch.tensor(0.0))
+        if torch.allclose(got_p, start):
+            raise _Wrong("the parameters did not change: call optimizer.step() once the micro-batches are "
+                         "done")
+        if torch.allclose(got_p, want_p, atol=1e-6):
+            if got_grads:
+                raise _Wrong("the update is right, but zero the gradients after it, or the next call adds "
+                             "to them")
+            if abs(got_l - want_l) > 1e-4 * max(1.0, abs(want_l)):
+                raise _Wrong(f"the update is right; return the mean micro-batch loss, {want_l:.4f}, not "
+                             f"{got_l:.4f}")
+            return (f"one update from 2 micro-batches, loss {want_l:.4f}: the same parameters as the "
+                    "reference")
+        _diagnose(got_p, [
+            (run(variant(divide=False))[1],
+             "divide each micro-batch's loss by accum_steps before backward: the gradients are summed, so "
+             "the update was accum_steps times too large"),
+            (run(variant(zero_inside=True))[1],
+             "zero the gradients once per update, not per micro-batch: only the last micro-batch's gradient "
+             "was used"),
+            (run(variant(step_inside=True))[1],
+             "call optimizer.step() once, after all micro-batches: that was one update per micro-batch"),
+        ], atol=1e-6)
+        raise _Wrong("the parameters differ from the reference: for each micro-batch "
+                     "(imgs.chunk(accum_steps)) forward, (loss / accum_steps).backward(); then one step and "
+                     "zero_grad")
+
+    return _run("accumulated training step", body)
 
 
 # --- 06: fine-tuning ----------------------------------------------------------------------------------------

@@ -522,3 +522,42 @@ def test_the_notebooks_ask_learners_to_build_and_experiment():
     assert thinking >= 15, counts
     assert counts.get("experiment", 0) >= 3, counts
     assert counts.get("predict", 0) >= 7, counts
+
+
+def _small_mae():
+    from maelib import MaskedAutoencoderViT
+
+    return MaskedAutoencoderViT(img_size=16, patch_size=8, embed_dim=16, depth=1, num_heads=2,
+                                decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+
+
+def _accum(divide=True, zero_inside=False, step_inside=False, zero_after=True, mean=True):
+    def step(model, opt, imgs, g, a):
+        losses = []
+        for chunk in imgs.chunk(a):
+            if zero_inside:
+                opt.zero_grad()
+            loss, _, _ = model(chunk, mask_ratio=0.75, generator=g)
+            (loss / a if divide else loss).backward()
+            losses.append(loss.item())
+            if step_inside:
+                opt.step()
+                opt.zero_grad()
+        if not step_inside:
+            opt.step()
+        if zero_after:
+            opt.zero_grad()
+        return sum(losses) / len(losses) if mean else losses[-1]
+    return step
+
+
+def test_check_accumulated_step(capsys):
+    _v(capsys, C.check_accumulated_step(_not_yet, _small_mae), False, C.NOT_ATTEMPTED)
+    _v(capsys, C.check_accumulated_step(_accum(), _small_mae), True, "one update from 2 micro-batches")
+    _v(capsys, C.check_accumulated_step(_accum(divide=False), _small_mae), False, "divide each")
+    _v(capsys, C.check_accumulated_step(_accum(zero_inside=True), _small_mae), False, "once per update")
+    _v(capsys, C.check_accumulated_step(_accum(step_inside=True, zero_after=False), _small_mae), False,
+       "after all micro-batches")
+    _v(capsys, C.check_accumulated_step(_accum(zero_after=False), _small_mae), False, "zero the gradients")
+    _v(capsys, C.check_accumulated_step(_accum(mean=False), _small_mae), False, "mean micro-batch loss")
+    _v(capsys, C.check_accumulated_step(lambda *a: 0.0, _small_mae), False, "did not change")
