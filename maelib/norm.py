@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import torch
-
-from .patches import check_number
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -30,7 +30,10 @@ class Normalization:
                 raise TypeError(f"{name} must be a non-empty tuple of numbers (one per channel), "
                                 f"got {values!r}")
             for v in values:
-                check_number(v, name)
+                if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                    raise TypeError(f"{name} must be a tuple of numbers, got {values!r}")
+                if not math.isfinite(v):
+                    raise ValueError(f"{name} must be finite, got {values!r}")
             object.__setattr__(self, name, tuple(float(v) for v in values))
         if len(self.mean) != len(self.std):
             raise ValueError(
