@@ -83,13 +83,6 @@ def test_student_copies_drop_stale_checker_verdicts():
     assert nt.has_checker_output(nb.cells[-2]) and not nt.has_checker_output(nb.cells[-1])
 
 
-def test_the_old_module_name_still_runs_the_tool():
-    from maelib import notebook_tools as old
-
-    assert old.SOLUTION_TAG == nt.SOLUTION_TAG
-    assert old.has_checker_output(nbformat.v4.new_code_cell("x")) is False
-
-
 def test_student_copies_drop_outputs_that_answer_a_prediction():
     nb = _nb()
     reveal = nbformat.v4.new_code_cell("print(schedule)", metadata={"tags": [nt.REVEALS_TAG]})

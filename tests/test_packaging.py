@@ -25,8 +25,7 @@ PACKAGE = ROOT / "maelib"
 # import name -> distribution name, where they differ
 DISTRIBUTION = {"cv2": "opencv-python-headless", "PIL": "pillow", "IPython": "ipywidgets", "yaml": "pyyaml"}
 # modules that may import an extra's packages (and only that extra's); everything else needs the core only
-EXTRA_OF_MODULE = {"maelib.widgets": "notebooks", "maelib.notebook_tools": "notebooks",
-                   "maelib.interop": "hf"}
+EXTRA_OF_MODULE = {"maelib.widgets": "notebooks", "maelib.interop": "hf"}
 
 
 @pytest.fixture(scope="module")

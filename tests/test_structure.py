@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("middle", ["masking", "viz", "baselines", "backbones"]),
     ("upper", ["model", "inference", "checkpoints", "interop", "metrics", "evaluate", "probe",
                "train_config", "losses", "train", "widgets", "inpainting", "mask_painter", "exercises",
-               "notebook_tools", "cli", "__main__"]),
+               "cli", "__main__"]),
 ]
 ORDER = [f"{PACKAGE}.{m}" for _, mods in LAYERS for m in mods]
 LAYER_OF = {f"{PACKAGE}.{m}": i for i, (_, mods) in enumerate(LAYERS) for m in mods}
